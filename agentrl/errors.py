@@ -1,0 +1,99 @@
+"""The one exception tree of agentrl.
+
+Every error the framework raises on purpose derives from :class:`AgentRLError`, so a
+caller can catch the framework's errors without catching programming mistakes.
+An *agent's* mistake (bad JSON, unknown tool, code that crashes) is never an exception:
+environments turn it into an observation. These classes are for misuse of the API and
+for infrastructure faults.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentRLError",
+    "ConfigError",
+    "EnvError",
+    "EnvNotFoundError",
+    "ResetNeededError",
+    "EpisodeEndedError",
+    "InvalidActionError",
+    "ToolDefinitionError",
+    "SandboxError",
+    "SandboxUnavailableError",
+    "PolicyError",
+    "PolicyNotFoundError",
+    "PolicyServerError",
+    "PromptTooLongError",
+    "ChatTemplateError",
+    "TrajectoryFormatError",
+    "BatchShapeError",
+]
+
+
+class AgentRLError(Exception):
+    """Base class of every error raised on purpose by agentrl."""
+
+
+class ConfigError(AgentRLError, ValueError):
+    """A configuration value is invalid (raised from ``__post_init__`` checks)."""
+
+
+class EnvError(AgentRLError):
+    """Misuse of an environment's API."""
+
+
+class ResetNeededError(EnvError):
+    """``step()`` was called before ``reset()``."""
+
+
+class EpisodeEndedError(EnvError):
+    """``step()`` was called after the episode terminated or was truncated."""
+
+
+class InvalidActionError(EnvError, TypeError):
+    """The action is not a string (the API expects the assistant's raw text)."""
+
+
+class ToolDefinitionError(AgentRLError, TypeError):
+    """A Python function cannot be turned into a tool (missing hints, bad signature)."""
+
+
+class SandboxError(AgentRLError):
+    """The sandbox itself failed (an infrastructure fault, not the program's error)."""
+
+
+class SandboxUnavailableError(SandboxError):
+    """A sandbox backend cannot run on this machine (missing binary, no permission)."""
+
+
+class PolicyError(AgentRLError):
+    """A policy backend failed."""
+
+
+class PolicyNotFoundError(PolicyError, FileNotFoundError):
+    """The model path or id given for a policy does not exist."""
+
+
+class PolicyServerError(PolicyError):
+    """An OpenAI-compatible server was unreachable, too slow, or answered garbage."""
+
+
+class PromptTooLongError(PolicyError):
+    """The prompt does not fit in the model's context window."""
+
+
+class ChatTemplateError(AgentRLError):
+    """A chat template cannot be used for token-in-token-out rollouts (not prefix-preserving)."""
+
+
+class TrajectoryFormatError(AgentRLError, ValueError):
+    """A trajectory file or record is malformed."""
+
+
+class BatchShapeError(AgentRLError, ValueError):
+    """Tensors given to a credit-assignment function or a loss do not fit together
+    (wrong shapes, turn indices beyond the per-turn tensors, empty groups)."""
+
+
+class EnvNotFoundError(EnvError, LookupError):
+    """No environment is registered under the given id (the message suggests the nearest)."""

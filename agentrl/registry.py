@@ -1,0 +1,101 @@
+"""Environment registry: agentrl envs live in gymnasium's own registry.
+
+``register_env`` records a one-line description beside gymnasium's ``register``;
+``make`` is ``gymnasium.make`` with an error that suggests the nearest registered ids.
+After ``import agentrl``, ``gymnasium.make("agentrl/Calculator-v0")`` works; without
+any import, ``gymnasium.make("agentrl:agentrl/Calculator-v0")`` imports the package
+through gymnasium's module-prefix syntax.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+
+from agentrl.errors import EnvNotFoundError
+
+__all__ = ["EnvInfo", "register_env", "list_envs", "make", "suggest_ids"]
+
+_ID = re.compile(r"^(?:[\w.-]+/)?[A-Za-z][\w.-]*-v\d+$")
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """A registered environment, as ``agentrl envs`` lists it."""
+
+    id: str
+    """Gymnasium id, e.g. ``agentrl/Calculator-v0``."""
+    description: str
+    """One line saying what the environment is."""
+    entry_point: str
+    """``module:Class`` that gymnasium instantiates."""
+
+
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_env(
+    env_id: str,
+    entry_point: str,
+    *,
+    description: str = "",
+    kwargs: dict[str, Any] | None = None,
+    nondeterministic: bool = False,
+) -> None:
+    """Register an environment in gymnasium's registry (ids look like ``ns/Name-vN``).
+
+    Re-registering the same id with the same entry point is a no-op, so modules that
+    register at import time can be imported again safely.
+    """
+    if not _ID.match(env_id):
+        raise ValueError(f"invalid env id {env_id!r}: use the form 'namespace/Name-vN'")
+    existing = gym.registry.get(env_id)
+    if existing is not None:
+        if existing.entry_point == entry_point:
+            return
+        raise ValueError(
+            f"env id {env_id!r} is already registered to {existing.entry_point}; "
+            "bump the version (-vN) for a different environment"
+        )
+    gym.register(
+        id=env_id,
+        entry_point=entry_point,
+        kwargs=dict(kwargs or {}),
+        nondeterministic=nondeterministic,
+    )
+    _DESCRIPTIONS[env_id] = description
+
+
+def list_envs(namespace: str | None = "agentrl") -> list[EnvInfo]:
+    """Registered envs in ``namespace`` (all agentrl-registered envs when None)."""
+    out = []
+    for env_id, spec in sorted(gym.registry.items()):
+        if namespace is None and env_id not in _DESCRIPTIONS:
+            continue
+        if namespace is not None and spec.namespace != namespace:
+            continue
+        out.append(EnvInfo(env_id, _DESCRIPTIONS.get(env_id, ""), str(spec.entry_point)))
+    return out
+
+
+def suggest_ids(env_id: str, n: int = 3) -> list[str]:
+    """The registered ids closest to ``env_id`` (case-insensitive)."""
+    ids = list(gym.registry)
+    lowered = {i.lower(): i for i in ids}
+    close = difflib.get_close_matches(env_id.lower(), list(lowered), n=n, cutoff=0.5)
+    return [lowered[c] for c in close]
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` with an :class:`EnvNotFoundError` that names the nearest ids."""
+    if env_id not in gym.registry and ":" not in env_id:
+        hints = suggest_ids(env_id)
+        hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
+        raise EnvNotFoundError(
+            f"no environment registered as {env_id!r}.{hint} Run `agentrl envs` to list them."
+        )
+    return gym.make(env_id, **kwargs)

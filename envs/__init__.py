@@ -1,0 +1,17 @@
+"""Concrete environments (installed as ``agentrl.envs``); registering them is cheap.
+
+Entry points are strings, so registering does not import the environment modules.
+"""
+
+from agentrl.registry import register_env
+
+register_env(
+    "agentrl/Calculator-v0",
+    "agentrl.envs.calculator:CalculatorEnv",
+    description="Arithmetic word problems solved with a calculator tool (3 difficulty levels).",
+)
+register_env(
+    "agentrl/GuessNumber-v0",
+    "agentrl.envs.guess_number:GuessNumberEnv",
+    description="Guess a secret number from higher/lower feedback; per-turn rewards.",
+)

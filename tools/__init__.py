@@ -1,0 +1,1 @@
+"""Concrete tools shipped with agentrl (installed as ``agentrl.tools``)."""
