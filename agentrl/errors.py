@@ -24,6 +24,7 @@ __all__ = [
     "PolicyNotFoundError",
     "PolicyServerError",
     "PromptTooLongError",
+    "InvalidPromptError",
     "ChatTemplateError",
     "TrajectoryFormatError",
     "BatchShapeError",
@@ -97,3 +98,7 @@ class BatchShapeError(AgentRLError, ValueError):
 
 class EnvNotFoundError(EnvError, LookupError):
     """No environment is registered under the given id (the message suggests the nearest)."""
+
+
+class InvalidPromptError(PolicyError, ValueError):
+    """A prompt given to a policy is malformed (empty, not ints, token ids outside the vocabulary)."""

