@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up agentrl on a fresh machine (Linux, Python >= 3.11, CPU): system packages, the CPU
-# build of PyTorch and vLLM, and the package itself with its test extras. Idempotent:
+# build of PyTorch and vLLM, and the package itself with its test extras (--tests adds
+# TRL for the cross-check tests). Idempotent:
 # a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,4 +35,13 @@ $PY -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || 
 # 4. agentrl itself, editable, with the test tools.
 say "installing agentrl (editable) with test extras"
 $PY -m pip install -q -e ".[test]"
+
+# 5. With --tests: TRL for the numerical cross-check of our GRPO advantages and losses
+#    (tests/losses/test_trl_crosscheck.py). --no-deps keeps its pins off torch/transformers;
+#    these are exactly the packages TRL needs at import time.
+if [ "${1:-}" = "--tests" ] && ! $PY -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('trl') == '1.16.0' else 1)" 2>/dev/null; then
+    say "installing TRL 1.16.0 for the cross-check tests"
+    $PY -m pip install -q --no-deps "trl==1.16.0" "accelerate==1.15.0" "datasets==5.2.0" \
+        "pandas==3.1.1" "pyarrow==26.0.1" "multiprocess==0.70.19" "xxhash==4.1.0" "tzdata==2026.6"
+fi
 $PY -c "import agentrl, vllm, transformers; print('[setup] ok: agentrl', agentrl.__version__, '| vllm', vllm.__version__, '| transformers', transformers.__version__)"
