@@ -10,12 +10,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTE
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. bubblewrap: the default sandbox backend.
-if ! command -v bwrap >/dev/null 2>&1; then
-    say "installing bubblewrap (Debian package)"
+# 1. bubblewrap: the default sandbox backend (prlimit, from util-linux, sets its rlimits).
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1; then
+    say "installing bubblewrap and util-linux (Debian packages)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq bubblewrap >/dev/null
+    $SUDO apt-get install -y -qq bubblewrap util-linux >/dev/null
 fi
 
 # 2. PyTorch, CPU build (pip finds the local wheel on these machines).

@@ -15,3 +15,13 @@ register_env(
     "agentrl.envs.guess_number:GuessNumberEnv",
     description="Guess a secret number from higher/lower feedback; per-turn rewards.",
 )
+register_env(
+    "agentrl/PythonInterpreter-v0",
+    "agentrl.envs.python_interpreter:PythonInterpreterEnv",
+    description="Math/data questions solved with a persistent sandboxed Python session.",
+)
+register_env(
+    "agentrl/HumanEval-v0",
+    "agentrl.envs.humaneval:HumanEvalEnv",
+    description="HumanEval: write a Python function; hidden tests run in a fresh sandbox.",
+)

@@ -1,0 +1,1 @@
+"""Benchmarks (``agentrl bench …``): each prints a table and writes JSON."""

@@ -1,0 +1,74 @@
+"""Fixtures for the sandbox tests: real backends (bwrap always; docker only with an engine)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from agentrl.sandbox.bwrap import BwrapBackend
+from agentrl.sandbox.local import LocalBackend, UnisolatedWarning
+
+
+@pytest.fixture(scope="session")
+def bwrap() -> BwrapBackend:
+    # No skip: bubblewrap is required in CI (.ci/run installs it); a broken one must fail.
+    return BwrapBackend()
+
+
+@pytest.fixture(scope="session")
+def local() -> LocalBackend:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnisolatedWarning)
+        return LocalBackend()
+
+
+_docker: dict[str, object] = {}
+
+
+def docker_backend_or_skip():
+    """A DockerBackend on a live engine (probed once), else skip with the reason."""
+    from agentrl.errors import SandboxUnavailableError
+    from agentrl.sandbox.docker import DockerBackend
+
+    if "backend" not in _docker:
+        try:
+            _docker["backend"] = DockerBackend()
+        except SandboxUnavailableError as err:
+            _docker["backend"] = None
+            _docker["reason"] = f"no Docker engine: {err}"
+    if _docker["backend"] is None:
+        pytest.skip(str(_docker["reason"]))
+    return _docker["backend"]
+
+
+@pytest.fixture(params=["bwrap", pytest.param("docker", marks=pytest.mark.docker)])
+def isolated(request: pytest.FixtureRequest, bwrap: BwrapBackend):
+    """Every available isolating backend (adversarial cases that need isolation)."""
+    if request.param == "docker":
+        return docker_backend_or_skip()
+    return bwrap
+
+
+@pytest.fixture(params=["bwrap", "local", pytest.param("docker", marks=pytest.mark.docker)])
+def any_backend(request: pytest.FixtureRequest, bwrap: BwrapBackend, local: LocalBackend):
+    """Every available backend, local included (cases where rlimits alone are the defence)."""
+    if request.param == "docker":
+        return docker_backend_or_skip()
+    return {"bwrap": bwrap, "local": local}[request.param]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Host pids whose command line contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if marker.encode() in handle.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
