@@ -25,6 +25,7 @@ _EXTERNAL: dict[str, tuple[str, str]] = {
 _BENCHES: dict[str, tuple[str, str]] = {
     "sandbox": ("agentrl.bench.sandbox", "sandbox execution latency and throughput"),
     "rollout": ("agentrl.bench.rollout", "rollout collector throughput vs ceiling and naive loop"),
+    "policy": ("agentrl.policy.bench", "policy generation throughput: concurrent calls vs one batch"),
 }
 
 

@@ -27,7 +27,8 @@ class SamplingParams:
     max_tokens: int = 256
     """Maximum number of new tokens per completion."""
     stop: tuple[str, ...] = ()
-    """Strings that end generation (not included in the output)."""
+    """Strings that end generation; the tokens up to the one completing a stop string are
+    returned, so the stop string stays in the output (token-in-token-out)."""
     seed: int | None = None
     """Per-request seed for reproducible sampling, where the backend supports it."""
     n: int = 1
@@ -53,9 +54,10 @@ class Generation:
     token_ids: list[int]
     """Generated token ids, exactly as sampled (token-in-token-out)."""
     text: str
-    """Decoded text of ``token_ids``."""
+    """Decoded text of ``token_ids`` (special tokens such as EOS left out)."""
     logprobs: list[float]
-    """Logprob of each sampled token under the sampling distribution."""
+    """Logprob of each sampled token under the model: raw logits at temperature 1, before
+    top-p (what vLLM reports by default and what a learner recomputes)."""
     finish_reason: str = "stop"
     """``stop`` (EOS or a stop string) or ``length`` (hit ``max_tokens``)."""
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -71,15 +73,17 @@ class Policy(abc.ABC):
 
     #: A transformers tokenizer (with ``apply_chat_template``).
     tokenizer: Any
+    #: Context window in tokens (prompt + completion), where known; ``None`` if unknown.
+    max_model_len: int | None = None
 
     @abc.abstractmethod
-    async def generate(
-        self, prompt_ids: Sequence[int], params: SamplingParams
-    ) -> list[Generation]:
+    async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[Generation]:
         """Sample ``params.n`` completions continuing ``prompt_ids``."""
 
     async def aclose(self) -> None:
         """Release the backend's resources (engine, HTTP client)."""
+        return None
 
     def close(self) -> None:
         """Synchronous :meth:`aclose` for scripts."""
+        return None

@@ -1,0 +1,30 @@
+"""Policies: token ids in, token ids + text + logprobs out.
+
+Backends: :class:`VLLMPolicy` (in-process vLLM engine), :class:`OpenAIPolicy` (any
+OpenAI-compatible server over httpx), :class:`HFPolicy` (transformers ``generate``), and
+:class:`FakePolicy` (scripted replies, for tests). :func:`load_policy` builds one from a
+``vllm:PATH`` / ``openai:URL[#model]`` / ``hf:PATH`` string. Heavy libraries (vLLM,
+transformers models) are imported only when a backend is created.
+"""
+
+from agentrl.policy.base import Generation, Policy, SamplingParams
+from agentrl.policy.fake import FakePolicy
+from agentrl.policy.hf import HFConfig, HFPolicy
+from agentrl.policy.loader import SCHEMES, load_policy
+from agentrl.policy.openai_http import OpenAIConfig, OpenAIPolicy
+from agentrl.policy.vllm_engine import VLLMConfig, VLLMPolicy
+
+__all__ = [
+    "Generation",
+    "Policy",
+    "SamplingParams",
+    "FakePolicy",
+    "HFConfig",
+    "HFPolicy",
+    "OpenAIConfig",
+    "OpenAIPolicy",
+    "VLLMConfig",
+    "VLLMPolicy",
+    "SCHEMES",
+    "load_policy",
+]

@@ -1,0 +1,58 @@
+"""``load_policy("vllm:PATH" | "openai:URL[#model]" | "hf:PATH")``: one string picks a backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentrl.errors import ConfigError
+from agentrl.policy.base import Policy
+
+__all__ = ["SCHEMES", "load_policy"]
+
+#: Accepted spec forms, for error messages and ``--help`` texts.
+SCHEMES: dict[str, str] = {
+    "vllm": "vllm:PATH  in-process vLLM engine (PATH: folder, hub id, or 'tiny')",
+    "openai": "openai:URL[#model]  OpenAI-compatible server, e.g. openai:http://127.0.0.1:8000#my-model",
+    "hf": "hf:PATH  transformers generate (PATH: folder, hub id, or 'tiny')",
+}
+
+
+def load_policy(spec: str, **kw: Any) -> Policy:
+    """Build a policy from a spec string.
+
+    Args:
+        spec: ``vllm:PATH``, ``openai:URL[#model]`` or ``hf:PATH``; PATH ``tiny`` is the
+            built-in tiny chat model (built on first use).
+        **kw: Backend settings, passed to :class:`VLLMConfig`, :class:`OpenAIConfig` or
+            :class:`HFConfig` (e.g. ``kv_cache_gib=1``, ``max_concurrency=8``).
+
+    Raises:
+        ConfigError: unknown scheme or empty target.
+        PolicyNotFoundError: PATH does not exist.
+    """
+    scheme, sep, target = spec.partition(":")
+    if not sep or scheme not in SCHEMES:
+        valid = "\n  ".join(SCHEMES.values())
+        raise ConfigError(f"unknown policy spec {spec!r}; valid forms:\n  {valid}")
+    if not target:
+        raise ConfigError(
+            f"policy spec {spec!r} has nothing after '{scheme}:'; expected {SCHEMES[scheme]}"
+        )
+    if scheme == "vllm":
+        from agentrl.policy.vllm_engine import VLLMPolicy
+
+        return VLLMPolicy(target, **kw)
+    if scheme == "hf":
+        from agentrl.policy.hf import HFPolicy
+
+        return HFPolicy(target, **kw)
+    from agentrl.policy.openai_http import OpenAIPolicy
+
+    url, _, model = target.partition("#")
+    if model:
+        if "model" in kw:
+            raise ConfigError(
+                f"model given twice: in the spec ({model!r}) and as model={kw['model']!r}"
+            )
+        kw["model"] = model
+    return OpenAIPolicy(url, **kw)
