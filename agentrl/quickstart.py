@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -79,9 +80,12 @@ def run_quickstart(args: argparse.Namespace) -> int:
     from agentrl.trajectory import save_jsonl
 
     print(f"\n== 2/2 rollouts of {args.policy} ({args.episodes} episodes per env, groups of 4)")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # engine start-up logs are long
     policy = load_policy(args.policy)
-    config = RolloutConfig(max_turns=4, max_new_tokens=64, max_context=2048, temperature=1.0,
-                           group_size=4, seed=0)
+    # An untrained model rarely ends its turn: close cut-off turns and go on, so that the
+    # trajectories show several turns with tool results between them.
+    config = RolloutConfig(max_turns=4, max_new_tokens=48, max_context=2048, temperature=1.0,
+                           group_size=4, seed=0, truncate_on_length=False)
     try:
         for env_id in ROLLOUT_ENVS:
             t0 = time.perf_counter()

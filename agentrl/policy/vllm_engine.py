@@ -13,7 +13,6 @@ functions needed), and is then checked by comparing logprobs.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import shutil
 import tempfile
@@ -44,9 +43,10 @@ class VLLMConfig:
     seed: int = 0
     """Engine seed (requests without their own seed draw from it)."""
     kv_cache_gib: float | None = None
-    """KV cache size in GiB (``VLLM_CPU_KVCACHE_SPACE`` on CPU, rounded up to whole GiB); ``None``: vLLM's default."""
+    """KV cache size in GiB; ``None``: 2 GiB on CPU (vLLM's own CPU default claims 90% of
+    RAM and refuses to start when other programs use memory), vLLM's default on GPU."""
     gpu_memory_utilization: float = 0.9
-    """Fraction of GPU memory vLLM may use (ignored on CPU)."""
+    """Fraction of GPU memory vLLM may use (unused on CPU once the KV cache size is set)."""
     enforce_eager: bool = True
     """Skip CUDA-graph capture / compilation (faster start; CPU needs it)."""
     engine_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -137,11 +137,11 @@ class VLLMPolicy(Policy):
             # seeded request's prefill is split into chunks: keep every prefill whole.
             whole = cfg.max_model_len or self._context_len()
             kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(whole, 2048))
-        if cfg.kv_cache_gib is not None:
-            if on_cpu:  # read by the engine process it spawns, so set before creation
-                os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(math.ceil(cfg.kv_cache_gib))  # whole GiB
-            else:
-                kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gib * 2**30)
+        kv_gib = cfg.kv_cache_gib if cfg.kv_cache_gib is not None else (2.0 if on_cpu else None)
+        if kv_gib is not None:
+            # An explicit size also skips vLLM-cpu's "90% of node memory must be free" check.
+            # (A user's VLLM_CPU_KVCACHE_SPACE still wins: vLLM's CPU platform applies it last.)
+            kwargs["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
         kwargs.update(cfg.engine_kwargs)
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self._gate = asyncio.Event()  # cleared while a weight sync runs
