@@ -85,7 +85,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     # An untrained model rarely ends its turn: close cut-off turns and go on, so that the
     # trajectories show several turns with tool results between them.
     config = RolloutConfig(max_turns=4, max_new_tokens=48, max_context=2048, temperature=1.0,
-                           group_size=4, seed=0, truncate_on_length=False)
+                           group_size=4, truncate_on_length=False)
     try:
         for env_id in ROLLOUT_ENVS:
             t0 = time.perf_counter()

@@ -1,0 +1,17 @@
+"""Rollouts: run environments with a policy and record token-in-token-out trajectories."""
+
+from agentrl.rollout.collector import EnvSource, collect, collect_sync, episode_plan
+from agentrl.rollout.config import RolloutConfig
+from agentrl.rollout.tito import EnvDelta, ModelTurn, TokenConversation, render_chat
+
+__all__ = [
+    "EnvDelta",
+    "EnvSource",
+    "ModelTurn",
+    "RolloutConfig",
+    "TokenConversation",
+    "collect",
+    "collect_sync",
+    "episode_plan",
+    "render_chat",
+]
