@@ -4,6 +4,9 @@ Cases (each runs ``print(1)``):
 
 * ``subprocess`` — a plain, unsandboxed ``python3 -I -c`` subprocess (the baseline);
 * ``bwrap`` — a fresh bubblewrap sandbox per execution (with limits and CPU accounting);
+* ``bwrap-prestart`` — also a brand-new sandbox per execution, but started ahead of time
+  (``BwrapBackend(prestart=2)``); the pool is refilled *between* timed executions, so
+  the refill never overlaps any case's timing (its cost shows in ``exec/s``);
 * ``bwrap-true`` — a fresh sandbox running ``/bin/true`` (the sandbox's own cost);
 * ``session`` — one call into a persistent sandboxed session.
 
@@ -55,19 +58,22 @@ def summarize(latencies_s: list[float]) -> dict[str, float]:
             "mean_ms": float(ms.mean()), "n": int(ms.size)}
 
 
-def _time_interleaved(cases: dict[str, Callable[[], None]], iterations: int, warmup: int
-                      ) -> dict[str, list[float]]:
+def _time_interleaved(cases: dict[str, Callable[[], None]], iterations: int, warmup: int,
+                      settle: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
     """Per-case latencies, running the cases round-robin so that all of them see the same
-    background load (this machine is shared; a load spike then hits every case alike)."""
+    background load (this machine is shared; a load spike then hits every case alike).
+    ``settle`` runs untimed after every execution (it waits for prestart refills)."""
     for _ in range(warmup):
         for fn in cases.values():
             fn()
+            settle()
     out: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(iterations):
         for name, fn in cases.items():
             start = time.perf_counter()
             fn()
             out[name].append(time.perf_counter() - start)
+            settle()
     return out
 
 
@@ -83,6 +89,7 @@ def run_benchmark(iterations: int = 200, warmup: int = 10, concurrency: int = 2
                   ) -> dict[str, object]:
     """Run every case and return the results (also the JSON written by :func:`main`)."""
     backend = BwrapBackend()
+    prestarted = BwrapBackend(prestart=2)
     limits = Limits()
     python = backend.python
 
@@ -94,6 +101,10 @@ def run_benchmark(iterations: int = 200, warmup: int = 10, concurrency: int = 2
     def fresh() -> None:
         if backend.run_python("print(1)", limits=limits).stdout != "1\n":
             raise SandboxError("bwrap print(1) failed")
+
+    def fresh_prestarted() -> None:
+        if prestarted.run_python("print(1)", limits=limits).stdout != "1\n":
+            raise SandboxError("prestarted bwrap print(1) failed")
 
     def true() -> None:
         if backend.execute(["/bin/true"], limits=limits).status is not Status.OK:
@@ -108,18 +119,25 @@ def run_benchmark(iterations: int = 200, warmup: int = 10, concurrency: int = 2
             if session.run("print(1)").stdout != "1\n":
                 raise SandboxError("session call failed")
 
-        fns = {"subprocess": plain, "bwrap": fresh, "bwrap-true": true, "session": call}
-        latencies = _time_interleaved(fns, iterations, warmup)
-        cases = {name: summarize(values) for name, values in latencies.items()}
-        for name, fn in fns.items():
-            if name != "session":  # one session serves one call at a time
-                cases[name]["exec_per_s"] = _throughput(fn, iterations, concurrency)
+        fns = {"subprocess": plain, "bwrap": fresh, "bwrap-prestart": fresh_prestarted,
+               "bwrap-true": true, "session": call}
+        try:
+            latencies = _time_interleaved(fns, iterations, warmup,
+                                          settle=lambda: prestarted.wait_prestarted())
+            cases = {name: summarize(values) for name, values in latencies.items()}
+            for name, fn in fns.items():
+                if name != "session":  # one session serves one call at a time
+                    cases[name]["exec_per_s"] = _throughput(fn, iterations, concurrency)
+        finally:
+            prestarted.close()
         cases["session"]["exec_per_s"] = 1000.0 / cases["session"]["mean_ms"]
         cases["session"]["start_ms"] = session_start_ms
     ratio = cases["bwrap"]["p50_ms"] / cases["subprocess"]["p50_ms"]
     return {
         "cases": cases,
         "bwrap_over_subprocess_p50": ratio,
+        "prestart_over_subprocess_p50": (cases["bwrap-prestart"]["p50_ms"]
+                                         / cases["subprocess"]["p50_ms"]),
         "targets": TARGETS,
         "meets": {
             "bwrap_p50_ms": cases["bwrap"]["p50_ms"] < TARGETS["bwrap_p50_ms"],
@@ -135,11 +153,12 @@ def run_benchmark(iterations: int = 200, warmup: int = 10, concurrency: int = 2
 def format_table(results: dict[str, object]) -> str:
     """The human-readable table printed by :func:`main`."""
     cases = cast(dict[str, dict[str, float]], results["cases"])
-    lines = [f"{'case':<12} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'exec/s':>9}"]
+    lines = [f"{'case':<15} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'exec/s':>9}"]
     for name, row in cases.items():
-        lines.append(f"{name:<12} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+        lines.append(f"{name:<15} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
                      f"{row['mean_ms']:>8.2f} {row['exec_per_s']:>9.1f}")
-    lines.append(f"bwrap / subprocess (p50): {results['bwrap_over_subprocess_p50']:.2f}x")
+    lines.append(f"bwrap / subprocess (p50): {results['bwrap_over_subprocess_p50']:.2f}x; "
+                 f"bwrap-prestart / subprocess: {results['prestart_over_subprocess_p50']:.2f}x")
     meets = cast(dict[str, bool], results["meets"])
     lines.append("targets: " + ", ".join(
         f"{k} < {TARGETS[k]:g}: {'yes' if ok else 'NO'}" for k, ok in meets.items()))

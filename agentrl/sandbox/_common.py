@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 from collections.abc import Mapping
 from pathlib import PurePosixPath
@@ -11,7 +12,7 @@ from agentrl.errors import ConfigError
 from agentrl.sandbox._proc import RawOutcome
 from agentrl.sandbox.base import ExecResult, Files, Limits, Status
 
-__all__ = ["classify", "to_result", "check_files", "prlimit_argv", "BASE_ENV"]
+__all__ = ["classify", "to_result", "check_files", "prlimit_argv", "rlimit_values", "BASE_ENV"]
 
 #: The environment every sandboxed program starts from (the host's is never passed on).
 BASE_ENV: Mapping[str, str] = {
@@ -73,6 +74,25 @@ def check_files(files: Files | None) -> dict[str, bytes]:
             raise ConfigError(f"sandbox file {name!r} must be str or bytes, got {type(content)}")
         out[str(path)] = content
     return out
+
+
+def rlimit_values(limits: Limits, *, cpu: bool = True, nproc: bool = True
+                  ) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard) triples for ``resource.prlimit``; the same limits as
+    :func:`prlimit_argv`."""
+    cpu_s = max(1, int(limits.cpu_time + 0.999))
+    values = [
+        (resource.RLIMIT_AS, limits.memory, limits.memory),
+        (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size),
+        (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
+    if nproc:
+        values.append((resource.RLIMIT_NPROC, limits.processes, limits.processes))
+    if cpu:
+        # Soft limit sends SIGXCPU; the hard limit one second later is SIGKILL.
+        values.append((resource.RLIMIT_CPU, cpu_s, cpu_s + 1))
+    return values
 
 
 def prlimit_argv(limits: Limits, *, cpu: bool = True, nproc: bool = True) -> list[str]:

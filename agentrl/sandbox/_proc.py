@@ -13,10 +13,10 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["RawOutcome", "run_process", "kill_group", "spawn", "terminate", "wait_gone"]
+__all__ = ["RawOutcome", "run_process", "pump", "kill_group", "spawn", "terminate", "wait_gone"]
 
 _CHUNK = 65536
 # After the main process exits, how long leftover holders of the pipes may keep them open.
@@ -123,26 +123,58 @@ def run_process(
     proc = spawn(argv, pass_fds=pass_fds, env=env, cwd=cwd, run_as=run_as)
     if callable(after_spawn):
         after_spawn()
-    deadline = start + wall_time
-    bufs: dict[int, bytearray] = {}
-    totals: dict[int, int] = {}
-    timed_out = exceeded = False
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    in_fd = os.dup(proc.stdin.fileno())  # pump() owns and closes it
+    proc.stdin.close()
     pidfd = os.pidfd_open(proc.pid)
-    sel = selectors.DefaultSelector()
+
+    def reap() -> tuple[int, float]:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return proc.returncode, usage.ru_utime + usage.ru_stime
+
     try:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-        for fd in (out_fd, err_fd):
-            bufs[fd], totals[fd] = bytearray(), 0
+        return pump(in_fd=in_fd, out_fd=proc.stdout.fileno(), err_fd=proc.stderr.fileno(),
+                    exit_fd=pidfd, stdin=stdin, start=start, wall_time=wall_time,
+                    output_cap=output_cap, kill=lambda: kill_group(proc.pid), reap=reap)
+    finally:
+        os.close(pidfd)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def pump(
+    *,
+    in_fd: int,
+    out_fd: int,
+    err_fd: int,
+    exit_fd: int,
+    stdin: bytes,
+    start: float,
+    wall_time: float,
+    output_cap: int,
+    kill: Callable[[], None],
+    reap: Callable[[], tuple[int, float]],
+) -> RawOutcome:
+    """Feed stdin, collect capped output and watch ``exit_fd`` (readable once the process
+    has exited) until the deadline; then ``kill()`` whatever is left and ``reap()`` it for
+    (return code, CPU seconds). Closes ``in_fd``; the other descriptors stay open."""
+    deadline = start + wall_time
+    bufs: dict[int, bytearray] = {out_fd: bytearray(), err_fd: bytearray()}
+    totals: dict[int, int] = {out_fd: 0, err_fd: 0}
+    timed_out = exceeded = False
+    sel = selectors.DefaultSelector()
+    in_open = True
+    try:
+        for fd in (out_fd, err_fd, exit_fd):
             sel.register(fd, selectors.EVENT_READ)
-        sel.register(pidfd, selectors.EVENT_READ)
         pending = memoryview(stdin)
-        in_fd = proc.stdin.fileno()
         if pending:
             os.set_blocking(in_fd, False)
             sel.register(in_fd, selectors.EVENT_WRITE)
         else:
-            proc.stdin.close()
+            os.close(in_fd)
+            in_open = False
         exited_at: float | None = None
         open_streams = 2
         while open_streams:
@@ -153,9 +185,9 @@ def run_process(
                 break
             for key, _ in sel.select(timeout=limit - now):
                 fd = key.fd
-                if fd == pidfd:
+                if fd == exit_fd:
                     exited_at = time.monotonic()
-                    sel.unregister(pidfd)
+                    sel.unregister(exit_fd)
                 elif fd == in_fd:
                     try:
                         sent = os.write(in_fd, pending[:_CHUNK])
@@ -164,7 +196,8 @@ def run_process(
                     pending = pending[sent:]
                     if not pending:
                         sel.unregister(in_fd)
-                        proc.stdin.close()
+                        os.close(in_fd)
+                        in_open = False
                 else:
                     chunk = os.read(fd, _CHUNK)
                     if not chunk:
@@ -180,23 +213,20 @@ def run_process(
                         open_streams = 0
                         break
         # Whatever the reason we left the loop, nothing of this sandbox may survive it.
-        kill_group(proc.pid)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        kill()
+        returncode, cpu_time = reap()
     finally:
         sel.close()
-        os.close(pidfd)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None and not stream.closed:
-                stream.close()
+        if in_open:
+            os.close(in_fd)
     return RawOutcome(
         stdout=bytes(bufs[out_fd]),
         stderr=bytes(bufs[err_fd]),
         stdout_total=totals[out_fd],
         stderr_total=totals[err_fd],
-        returncode=None if timed_out or exceeded else proc.returncode,
+        returncode=None if timed_out or exceeded else returncode,
         wall_time=time.monotonic() - start,
-        cpu_time=usage.ru_utime + usage.ru_stime,
+        cpu_time=cpu_time,
         timed_out=timed_out,
         output_exceeded=exceeded,
     )

@@ -2,11 +2,16 @@
 
 Every namespace is unshared (so there is no network), system directories are mounted
 read-only, the work directory and /tmp are fresh size-capped tmpfs mounts, the
-environment is cleared, and the program runs with rlimits set by ``prlimit`` inside the
-sandbox. When the harness runs as root, bwrap itself is started as an unprivileged
-uid (65534, "nobody"): a process whose real uid is 0 is exempt from RLIMIT_NPROC, so a
-root-mapped sandbox could not stop a fork bomb. The process-count limit then applies
-per sandbox (each has its own user namespace).
+environment is cleared, and the program runs with rlimits applied inside the sandbox's
+user namespace before it starts. When the harness runs as root, bwrap itself is started
+as an unprivileged uid (65534, "nobody"): a process whose real uid is 0 is exempt from
+RLIMIT_NPROC, so a root-mapped sandbox could not stop a fork bomb. The process-count
+limit then applies per sandbox (each has its own user namespace).
+
+:meth:`BwrapBackend.execute` starts bwrap through a small helper process (see
+``_spawner_server.py``: no fork of the harness, no ``prlimit`` or shell exec, exact CPU
+time); ``prestart=N`` keeps N fresh sandboxes started ahead (see ``_prestart.py``).
+Sessions start through :meth:`BwrapBackend.spawn` with ``prlimit`` inside.
 """
 
 from __future__ import annotations
@@ -14,21 +19,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
-from agentrl.errors import SandboxError, SandboxUnavailableError
+from agentrl.errors import ConfigError, SandboxError, SandboxUnavailableError
 from agentrl.sandbox import _proc
 from agentrl.sandbox._common import (
     BASE_ENV,
     check_files,
     prlimit_argv,
     python_default,
+    rlimit_values,
     signal_exit_code,
     to_result,
 )
+from agentrl.sandbox._prestart import Prestarted, PrestartPool, fits, stub_source
+from agentrl.sandbox._spawner import Spawner, get_spawner
 from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend
 
 __all__ = ["BwrapBackend", "check_bwrap", "WORKDIR"]
@@ -39,6 +49,7 @@ _NOBODY = 65534
 # bwrap's own environment: its pid-1 helper inside the sandbox keeps it, and any program
 # there can read it from /proc/1/environ, so the host's environment must never reach it.
 _BWRAP_ENV = {"PATH": "/usr/bin:/bin"}
+_START_TIMEOUT = 30.0
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/alternatives")
 _checked: dict[tuple[str, str], str | None] = {}
 _check_lock = threading.Lock()
@@ -53,6 +64,12 @@ class BwrapBackend(SandboxBackend):
         ro_binds: extra host directories to mount read-only at the same path.
         bwrap: path of the bwrap binary (default: found on PATH).
         check: run the start-up check now (raises :class:`SandboxUnavailableError`).
+        prestart: keep this many fresh sandboxes started ahead, waiting for their one
+            program (0: off). Start-up then leaves the critical path; each execution still
+            gets a brand-new sandbox. Call :meth:`close` when done.
+        prestart_limits: the limits prestarted sandboxes are made with (default
+            ``Limits()``); a request whose work directory size differs or whose memory,
+            process, file-size or open-file limit is higher starts a fresh sandbox instead.
     """
 
     name = "bwrap"
@@ -65,7 +82,11 @@ class BwrapBackend(SandboxBackend):
         ro_binds: Sequence[str] = (),
         bwrap: str | None = None,
         check: bool = True,
+        prestart: int = 0,
+        prestart_limits: Limits | None = None,
     ) -> None:
+        if not isinstance(prestart, int) or isinstance(prestart, bool) or prestart < 0:
+            raise ConfigError(f"prestart must be an int >= 0 (0 = off), got {prestart!r}")
         self._python = python or python_default()
         self.ro_binds = tuple(ro_binds)
         found = bwrap or shutil.which("bwrap")
@@ -76,12 +97,81 @@ class BwrapBackend(SandboxBackend):
             )
         self.bwrap = found
         self.run_as = _NOBODY if os.geteuid() == 0 else None
+        self._static: list[str] | None = None
+        self.prestart_limits = prestart_limits or Limits()
+        self._pool: PrestartPool | None = None
         if check:
             check_bwrap(self)
+        if prestart:
+            self._pool = PrestartPool(self._prestart_one, prestart)
+
+    def close(self) -> None:
+        """Kill the prestarted sandboxes still waiting (no-op without ``prestart``)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def wait_prestarted(self, timeout: float = 30.0) -> bool:
+        """Block until the prestart pool is full (benchmarks keep refills out of timings)."""
+        return self._pool.wait_full(timeout) if self._pool is not None else True
 
     @property
     def python(self) -> str:
         return self._python
+
+    def _static_options(self) -> list[str]:
+        """The options that are the same for every sandbox (computed once)."""
+        if self._static is None:
+            argv = [
+                self.bwrap,
+                "--unshare-all",
+                "--die-with-parent",
+                "--new-session",
+                "--cap-drop", "ALL",
+                "--hostname", "sandbox",
+                "--clearenv",
+                "--ro-bind", "/usr", "/usr",
+            ]
+            for link in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+                if os.path.islink(f"/{link}"):
+                    argv += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
+                elif os.path.isdir(f"/{link}"):
+                    argv += ["--ro-bind", f"/{link}", f"/{link}"]
+            for path in _ETC_FILES:
+                argv += ["--ro-bind-try", path, path]
+            for path in self.ro_binds:
+                argv += ["--ro-bind", path, path]
+            self._static = argv
+        return self._static
+
+    def _options(
+        self,
+        limits: Limits,
+        *,
+        file_fds: Mapping[str, int] | None = None,
+        info_fd: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[list[str], list[int]]:
+        """bwrap's options (without the command) and the indices of the file fd numbers."""
+        argv = [*self._static_options()]
+        argv += [
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", str(limits.workdir_size), "--tmpfs", "/tmp",
+            "--size", str(limits.workdir_size), "--tmpfs", WORKDIR,
+        ]
+        fd_args = []
+        for name, fd in (file_fds or {}).items():
+            parents = PurePosixPath(name).parents
+            for parent in reversed(list(parents)[:-1]):
+                argv += ["--dir", f"{WORKDIR}/{parent}"]
+            fd_args.append(len(argv) + 1)
+            argv += ["--file", str(fd), f"{WORKDIR}/{name}"]
+        for key, value in {**BASE_ENV, **(env or {})}.items():
+            argv += ["--setenv", key, value]
+        if info_fd is not None:
+            argv += ["--info-fd", str(info_fd)]
+        argv += ["--chdir", WORKDIR]
+        return argv, fd_args
 
     def sandbox_argv(
         self,
@@ -89,54 +179,15 @@ class BwrapBackend(SandboxBackend):
         limits: Limits,
         *,
         file_fds: Mapping[str, int] | None = None,
-        times_fd: int | None = None,
         info_fd: int | None = None,
         env: Mapping[str, str] | None = None,
         cpu_limit: bool = True,
     ) -> list[str]:
-        """The full bwrap command line that runs ``command`` under ``limits``."""
-        argv = [
-            self.bwrap,
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop", "ALL",
-            "--hostname", "sandbox",
-            "--clearenv",
-            "--ro-bind", "/usr", "/usr",
-        ]
-        for link in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
-            if os.path.islink(f"/{link}"):
-                argv += ["--symlink", os.readlink(f"/{link}"), f"/{link}"]
-            elif os.path.isdir(f"/{link}"):
-                argv += ["--ro-bind", f"/{link}", f"/{link}"]
-        for path in _ETC_FILES:
-            argv += ["--ro-bind-try", path, path]
-        for path in self.ro_binds:
-            argv += ["--ro-bind", path, path]
-        argv += [
-            "--proc", "/proc",
-            "--dev", "/dev",
-            "--size", str(limits.workdir_size), "--tmpfs", "/tmp",
-            "--size", str(limits.workdir_size), "--tmpfs", WORKDIR,
-        ]
-        for name, fd in (file_fds or {}).items():
-            parents = PurePosixPath(name).parents
-            for parent in reversed(list(parents)[:-1]):
-                argv += ["--dir", f"{WORKDIR}/{parent}"]
-            argv += ["--file", str(fd), f"{WORKDIR}/{name}"]
-        for key, value in {**BASE_ENV, **(env or {})}.items():
-            argv += ["--setenv", key, value]
-        if info_fd is not None:
-            argv += ["--info-fd", str(info_fd)]
-        argv += ["--chdir", WORKDIR, "--"]
-        if times_fd is not None:
-            # A shell parent reports the program's CPU time (bwrap's own waits lose it);
-            # the program itself does not inherit that descriptor.
-            # bash, not dash: dash cannot redirect descriptors above 9.
-            script = f'"$@" {times_fd}>&-; rc=$?; times >&{times_fd}; exit $rc'
-            argv += ["/bin/bash", "--norc", "--noprofile", "-c", script, "bash"]
-        return [*argv, *prlimit_argv(limits, cpu=cpu_limit), *command]
+        """A bwrap command line that runs ``command`` under ``limits`` (set by ``prlimit``
+        inside the sandbox). :meth:`execute` does not use it: its spawner applies the
+        limits itself, without that extra exec."""
+        argv, _ = self._options(limits, file_fds=file_fds, info_fd=info_fd, env=env)
+        return [*argv, "--", *prlimit_argv(limits, cpu=cpu_limit), *command]
 
     def execute(
         self,
@@ -150,48 +201,130 @@ class BwrapBackend(SandboxBackend):
         limits = limits or Limits()
         contents = check_files(files)
         data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
+        if self._pool is not None and fits(limits, self.prestart_limits):
+            item = self._pool.take()
+            if item is not None:
+                result = self._run_prestarted(item, command, contents, data, limits, env)
+                if result is not None:
+                    return result
+        start = time.monotonic()
         file_fds = {name: _memfd(name, body) for name, body in contents.items()}
-        times_r, times_w = os.pipe()
-        info_r, info_w = os.pipe()
-        child_fds = [*file_fds.values(), times_w, info_w]
-
-        def close_child_fds() -> None:
-            for fd in child_fds:
-                os.close(fd)
-            child_fds.clear()
-
-        argv = self.sandbox_argv(
-            command, limits, file_fds=file_fds, times_fd=times_w, info_fd=info_w, env=env
-        )
+        options, fd_args = self._options(limits, file_fds=file_fds, env=env)
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         try:
-            raw = _proc.run_process(
-                argv,
-                stdin=data,
-                wall_time=limits.wall_time,
-                output_cap=limits.output,
-                pass_fds=child_fds,
-                env=_BWRAP_ENV,
-                run_as=self.run_as,
-                after_spawn=close_child_fds,
-            )
-            _wait_sandbox_gone(info_r)
-            times = os.read(times_r, 4096)
-        except OSError as err:
-            raise SandboxError(f"could not start bwrap ({self.bwrap}): {err}") from err
+            started = self._spawner.start(
+                [*options, "--", *command], insert_at=len(options), fd_args=fd_args,
+                file_fds=list(file_fds.values()), env=_BWRAP_ENV,
+                rlimits=rlimit_values(limits), stdio=(in_r, out_w, err_w))
+        except SandboxError:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            raise
         finally:
-            close_child_fds()
-            os.close(times_r)
-            os.close(info_r)
-        # The shell inside reports CPU times after the program; no report, exit code 1 and
-        # bwrap's own message mean the sandbox never started.
-        if not times and raw.returncode == 1 and raw.stderr.startswith(b"bwrap: "):
-            raise SandboxError(
-                "bwrap failed before the program started: "
-                + raw.stderr.decode("utf-8", errors="replace").strip()
-            )
+            for fd in (in_r, out_w, err_w, *file_fds.values()):
+                os.close(fd)
+        program_ran = True
+
+        def reap() -> tuple[int, float]:
+            nonlocal program_ran
+            code, cpu, program_ran = started.reap()
+            return code, cpu
+
+        try:
+            raw = _proc.pump(in_fd=in_w, out_fd=out_r, err_fd=err_r,
+                             exit_fd=started.sock.fileno(), stdin=data, start=start,
+                             wall_time=limits.wall_time, output_cap=limits.output,
+                             kill=started.kill, reap=reap)
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+            if not started.finished:
+                started.kill()
+                started.sock.close()
+        # bwrap reports whether it exec'd the program; if not, its own message says why.
+        if not program_ran and not raw.timed_out and not raw.output_exceeded:
+            message = raw.stderr.decode("utf-8", errors="replace").strip()
+            if not message.startswith("bwrap: execvp "):
+                raise SandboxError("bwrap failed before the program started: " + message)
+            # A command that does not exist is the caller's error, reported like a shell.
+            raw.returncode = 127
         code = None if raw.returncode is None else signal_exit_code(raw.returncode)
-        raw.cpu_time = max(raw.cpu_time, _children_cpu(times))
         return to_result(raw, code, limits)
+
+    def _prestart_one(self) -> Prestarted:
+        """Start one sandbox whose stub waits for a request (run by the pool's thread)."""
+        options, _ = self._options(self.prestart_limits)
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pipes = [os.pipe() for _ in range(3)]  # stdin, stdout, stderr: (read, write)
+        command = [self.python, "-I", "-S", "-c", stub_source(), str(there.fileno())]
+        try:
+            started = self._spawner.start(
+                [*options, "--", *command], insert_at=len(options),
+                fd_args=[len(options) + len(command)], file_fds=[there.fileno()],
+                env=_BWRAP_ENV, rlimits=rlimit_values(self.prestart_limits, cpu=False),
+                stdio=(pipes[0][0], pipes[1][1], pipes[2][1]))
+        except SandboxError:
+            here.close()
+            for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
+                os.close(fd)
+            raise
+        finally:
+            there.close()
+            for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+                os.close(fd)
+        item = Prestarted(started, pipes[0][1], pipes[1][0], pipes[2][0], here)
+        here.settimeout(_START_TIMEOUT)
+        try:
+            ready = here.recv(1)
+        except OSError:
+            ready = b""
+        if ready != b"R":
+            item.discard()  # reaps it, so its stderr is complete
+            raise SandboxError("a prestarted sandbox did not start")
+        return item
+
+    def _run_prestarted(self, item: Prestarted, command: Sequence[str],
+                        files: Mapping[str, bytes], data: bytes, limits: Limits,
+                        env: Mapping[str, str] | None) -> ExecResult | None:
+        """Run on a prestarted sandbox; None if it turned out dead before the program ran."""
+        start = time.monotonic()
+        stub_cpu: float | None = None
+
+        def reap() -> tuple[int, float]:
+            nonlocal stub_cpu
+            code, cpu, _ = item.started.reap()
+            stub_cpu = item.stub_cpu()
+            return code, max(0.0, cpu - (stub_cpu or 0.0))
+
+        try:
+            item.send(command, {**BASE_ENV, "PWD": WORKDIR, **(env or {})}, files,
+                      rlimit_values(limits))
+        except SandboxError:  # it died just now, before the program: use a fresh one
+            item.discard()
+            if self._pool is not None:
+                self._pool.done()
+            return None
+        try:
+            stdin_w, item.stdin_w = item.stdin_w, -1  # pump() closes it
+            raw = _proc.pump(in_fd=stdin_w, out_fd=item.stdout_r, err_fd=item.stderr_r,
+                             exit_fd=item.started.sock.fileno(), stdin=data, start=start,
+                             wall_time=limits.wall_time, output_cap=limits.output,
+                             kill=item.started.kill, reap=reap)
+        finally:
+            item.discard()
+            if self._pool is not None:
+                self._pool.done()
+        if stub_cpu is None and not raw.timed_out and not raw.output_exceeded:
+            raise SandboxError("the prestarted sandbox failed before the program started: "
+                               + raw.stderr.decode("utf-8", errors="replace").strip())
+        code = None if raw.returncode is None else signal_exit_code(raw.returncode)
+        return to_result(raw, code, limits)
+
+    @property
+    def _spawner(self) -> Spawner:
+        return get_spawner(self.run_as, self.python)
 
     def spawn(
         self, command: Sequence[str], limits: Limits, *, cpu_limit: bool = True
@@ -242,21 +375,6 @@ def _wait_sandbox_gone(info_r: int) -> None:
         _proc.wait_gone(pid)
 
 
-def _children_cpu(times: bytes) -> float:
-    """Parse the children line of the shell's ``times`` ("0m0.38s 0m0.01s")."""
-    lines = times.decode("ascii", errors="replace").split("\n")
-    if len(lines) < 2:
-        return 0.0
-    total = 0.0
-    for part in lines[1].split():
-        minutes, _, seconds = part.rstrip("s").partition("m")
-        try:
-            total += float(minutes) * 60 + float(seconds)
-        except ValueError:
-            return 0.0
-    return total
-
-
 def check_bwrap(backend: BwrapBackend) -> None:
     """Start-up check: run ``print(1)`` in the sandbox once per (bwrap, python) pair.
 
@@ -274,7 +392,7 @@ def check_bwrap(backend: BwrapBackend) -> None:
 
 def _probe(backend: BwrapBackend) -> str | None:
     if not os.path.exists("/usr/bin/prlimit"):
-        return ("/usr/bin/prlimit is missing (it sets the rlimits inside the sandbox): "
+        return ("/usr/bin/prlimit is missing (it sets the rlimits of persistent sessions): "
                 "install the Debian package util-linux")
     if not os.access(backend.python, os.X_OK):
         return f"the sandbox interpreter {backend.python} does not exist or is not executable"

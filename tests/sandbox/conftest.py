@@ -37,25 +37,50 @@ def docker_backend_or_skip():
             _docker["backend"] = DockerBackend()
         except SandboxUnavailableError as err:
             _docker["backend"] = None
-            _docker["reason"] = f"no Docker engine: {err}"
+            _docker["reason"] = str(err)  # the error already says what is missing
     if _docker["backend"] is None:
         pytest.skip(str(_docker["reason"]))
     return _docker["backend"]
 
 
-@pytest.fixture(params=["bwrap", pytest.param("docker", marks=pytest.mark.docker)])
-def isolated(request: pytest.FixtureRequest, bwrap: BwrapBackend):
+@pytest.fixture(scope="session")
+def prestarted():
+    """bwrap with a pool of prestarted sandboxes (the prestart execution path)."""
+    backend = BwrapBackend(prestart=2)
+    yield backend
+    backend.close()
+
+
+class _Prestarted:
+    """Makes every execution take the prestart path: waits for a ready sandbox first."""
+
+    def __init__(self, backend: BwrapBackend) -> None:
+        self.backend = backend
+
+    def __getattr__(self, name: str):
+        if name in ("execute", "run_python"):
+            assert self.backend.wait_prestarted(60)
+        return getattr(self.backend, name)
+
+
+@pytest.fixture(params=["bwrap", "bwrap-prestart",
+                        pytest.param("docker", marks=pytest.mark.docker)])
+def isolated(request: pytest.FixtureRequest, bwrap: BwrapBackend, prestarted: BwrapBackend):
     """Every available isolating backend (adversarial cases that need isolation)."""
     if request.param == "docker":
         return docker_backend_or_skip()
-    return bwrap
+    return bwrap if request.param == "bwrap" else _Prestarted(prestarted)
 
 
-@pytest.fixture(params=["bwrap", "local", pytest.param("docker", marks=pytest.mark.docker)])
-def any_backend(request: pytest.FixtureRequest, bwrap: BwrapBackend, local: LocalBackend):
+@pytest.fixture(params=["bwrap", "bwrap-prestart", "local",
+                        pytest.param("docker", marks=pytest.mark.docker)])
+def any_backend(request: pytest.FixtureRequest, bwrap: BwrapBackend, local: LocalBackend,
+                prestarted: BwrapBackend):
     """Every available backend, local included (cases where rlimits alone are the defence)."""
     if request.param == "docker":
         return docker_backend_or_skip()
+    if request.param == "bwrap-prestart":
+        return _Prestarted(prestarted)
     return {"bwrap": bwrap, "local": local}[request.param]
 
 

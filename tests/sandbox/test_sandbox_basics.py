@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import warnings
 
@@ -10,9 +11,9 @@ import pytest
 
 from agentrl.errors import ConfigError, SandboxError, SandboxUnavailableError
 from agentrl.sandbox import BACKENDS, Limits, Status, get_backend
-from agentrl.sandbox._common import check_files, classify, prlimit_argv
+from agentrl.sandbox._common import check_files, classify, prlimit_argv, rlimit_values
 from agentrl.sandbox._proc import RawOutcome
-from agentrl.sandbox.bwrap import BwrapBackend, _children_cpu
+from agentrl.sandbox.bwrap import BwrapBackend
 from agentrl.sandbox.local import UnisolatedWarning
 
 
@@ -109,10 +110,40 @@ def test_classify_statuses():
     assert classify(raw(stderr=b"ValueError\n"), 1, limits) is Status.RUNTIME_ERROR
 
 
-def test_children_cpu_parsing():
-    # dash `times`: shell line, then children line "user system".
-    assert _children_cpu(b"0m0.00s 0m0.00s\n1m2.50s 0m0.25s\n") == pytest.approx(62.75)
-    assert _children_cpu(b"") == 0.0
+def test_rlimit_values_match_the_prlimit_arguments():
+    values = dict((res, (soft, hard)) for res, soft, hard in
+                  rlimit_values(Limits(cpu_time=2.5, memory=256 * 2**20, processes=16)))
+    assert values[resource.RLIMIT_AS] == (256 * 2**20, 256 * 2**20)
+    assert values[resource.RLIMIT_NPROC] == (16, 16)
+    assert values[resource.RLIMIT_CPU] == (3, 4)  # ceil(2.5) soft, +1 s hard
+    assert values[resource.RLIMIT_CORE] == (0, 0)
+    assert resource.RLIMIT_CPU not in dict((r[0], r) for r in rlimit_values(Limits(), cpu=False))
+
+
+def test_limits_are_in_force_inside_the_sandbox(bwrap):
+    code = ("import resource as r\nfor n in ('AS', 'NPROC', 'CPU', 'FSIZE', 'NOFILE', 'CORE'):\n"
+            "    print(n, *r.getrlimit(getattr(r, 'RLIMIT_' + n)))")
+    limits = Limits(cpu_time=2.5, memory=300 * 2**20, processes=17, file_size=2**20,
+                    open_files=77)
+    result = bwrap.run_python(code, limits=limits)
+    assert result.stdout.split("\n")[:-1] == [
+        f"AS {300 * 2**20} {300 * 2**20}", "NPROC 17 17", "CPU 3 4",
+        f"FSIZE {2**20} {2**20}", "NOFILE 77 77", "CORE 0 0"]
+
+
+def test_cpu_time_covers_the_programs_children(bwrap):
+    # The child burns >= 0.3 s of CPU (its own process_time says so) and is waited for.
+    code = ("import subprocess, sys\nsubprocess.run([sys.executable, '-c', "
+            "'import time\\nt = time.process_time()\\nwhile time.process_time() - t < 0.3: pass'])")
+    result = bwrap.run_python(code, limits=Limits(wall_time=20))
+    assert result.ok, result.stderr
+    assert 0.3 <= result.cpu_time <= result.wall_time + 0.05
+
+
+def test_missing_command_is_a_program_error_like_in_a_shell(bwrap):
+    result = bwrap.execute(["no-such-command-agentrl"])
+    assert result.status is Status.RUNTIME_ERROR and result.exit_code == 127
+    assert "No such file" in result.stderr
 
 
 def test_get_backend_names():

@@ -26,14 +26,17 @@ def test_benchmark_prints_a_table_and_writes_json(tmp_path, capsys):
     args = parser.parse_args(["--iterations", "3", "--warmup", "1", "--json", str(out)])
     assert bench.main(args) == 0
     printed = capsys.readouterr().out
-    for row in ("subprocess", "bwrap", "bwrap-true", "session", "bwrap / subprocess"):
+    for row in ("subprocess", "bwrap", "bwrap-prestart", "bwrap-true", "session",
+                "bwrap / subprocess"):
         assert row in printed
     data = json.loads(out.read_text())
-    assert set(data["cases"]) == {"subprocess", "bwrap", "bwrap-true", "session"}
+    assert set(data["cases"]) == {"subprocess", "bwrap", "bwrap-prestart", "bwrap-true", "session"}
     for case in data["cases"].values():
         assert case["p50_ms"] > 0 and case["p99_ms"] >= case["p50_ms"] and case["exec_per_s"] > 0
     ratio = data["cases"]["bwrap"]["p50_ms"] / data["cases"]["subprocess"]["p50_ms"]
     assert data["bwrap_over_subprocess_p50"] == pytest.approx(ratio)
+    ratio = data["cases"]["bwrap-prestart"]["p50_ms"] / data["cases"]["subprocess"]["p50_ms"]
+    assert data["prestart_over_subprocess_p50"] == pytest.approx(ratio)
 
 
 def test_bad_arguments_are_config_errors(tmp_path):
