@@ -320,7 +320,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-utilization", type=float, default=d.memory_utilization,
                         help="vLLM gpu_memory_utilization; RAM fraction on the CPU build "
                              f"(default {d.memory_utilization:g})")
-    parser.add_argument("--out", default="bench_rollout.json", help="JSON report (default bench_rollout.json)")
+    parser.add_argument("--json", "--out", dest="out", default="bench_rollout.json",
+                        help="JSON report (default bench_rollout.json)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed executions first")
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
                         help="executions in flight for the throughput figure (default: CPUs)")
-    parser.add_argument("--json", type=Path, default=Path("bench_sandbox.json"),
+    parser.add_argument("--json", "--out", dest="json", type=Path, default=Path("bench_sandbox.json"),
                         help="where to write the results (default bench_sandbox.json)")
 
 

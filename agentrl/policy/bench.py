@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens", type=int, default=128, help="max new tokens per completion")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--kv-cache-gib", type=float, default=1.0, help="KV cache for vllm: on CPU")
-    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--json", "--out", dest="json", default=None, help="also write the results to this file")
 
 
 async def _tokens_per_s(
