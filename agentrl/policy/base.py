@@ -80,6 +80,11 @@ class Policy(abc.ABC):
     async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[Generation]:
         """Sample ``params.n`` completions continuing ``prompt_ids``."""
 
+    async def prepare(self) -> None:
+        """Load what the backend needs before the first request (e.g. a server's model
+        name and tokenizer); raises the backend's error if it cannot. Default: nothing."""
+        return None
+
     async def aclose(self) -> None:
         """Release the backend's resources (engine, HTTP client)."""
         return None

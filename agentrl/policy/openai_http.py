@@ -176,6 +176,10 @@ class OpenAIPolicy(Policy):
         return str(self.model)
 
     # ------------------------------------------------------------------ api
+    async def prepare(self) -> None:
+        """Ask the server for its model (and load the tokenizer from it when it is a folder)."""
+        await self._ensure_model()
+
     async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[Generation]:
         """Sample ``params.n`` completions of the token ids ``prompt_ids`` via ``/v1/completions``.
 

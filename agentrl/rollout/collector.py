@@ -295,8 +295,13 @@ async def collect(
     config = config or RolloutConfig()
     if isinstance(seeds, int | str) or not all(s is None or isinstance(s, int) for s in seeds):
         raise ConfigError("seeds must be a sequence of ints (or None), e.g. range(8)")
+    await policy.prepare()  # a server that is down fails here, with its own clear error
     if getattr(policy, "tokenizer", None) is None:
-        raise ConfigError(f"{type(policy).__name__} has no tokenizer; the collector needs one")
+        raise ConfigError(
+            f"{type(policy).__name__} has no tokenizer; the collector renders env messages "
+            "with the policy's chat template. For a server, pass the tokenizer's folder or hub "
+            "id (OpenAIPolicy(tokenizer=...), or --policy-kwargs '{\"tokenizer\": \"PATH\"}')"
+        )
     if isinstance(env, str):
         import gymnasium as gym
 

@@ -105,3 +105,20 @@ def test_rollout_command_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli([*base, "--env", "agentrl/GuessNumber-v0", "--policy-kwargs", "{x"]) == 2
     assert "--policy-kwargs is not valid JSON" in capsys.readouterr().err
     assert not Path(out).exists()
+
+
+def test_rollout_against_a_server_that_is_down(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port on loopback that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "down.jsonl"
+    rc = cli(["rollout", "--env", "agentrl/Calculator-v0", "--policy", f"openai:http://127.0.0.1:{port}",
+              "--episodes", "2", "--out", str(out), "--quiet",
+              "--policy-kwargs", '{"max_retries": 1, "backoff_s": 0.01}'])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "/v1/models failed after 2 attempts" in err and "Is the server running" in err
+    assert not out.exists()  # nothing half-written
