@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import threading
 from collections.abc import Coroutine, Sequence
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 
 from agentrl.errors import InvalidPromptError, PolicyNotFoundError, PromptTooLongError
 
-__all__ = ["resolve_model_path", "check_prompt", "room_for", "BackgroundLoop"]
+__all__ = ["resolve_model_path", "check_prompt", "room_for", "BackgroundLoop", "FrontendPin"]
 
 T = TypeVar("T")
 
@@ -71,7 +72,10 @@ def check_prompt(
     ids = list(prompt_ids)
     if not ids:
         raise InvalidPromptError("prompt_ids is empty: a prompt needs at least one token")
-    if not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+    # Exact-int prompts (the usual case) are checked in C; others item by item.
+    if set(map(type, ids)) != {int} and not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in ids
+    ):
         bad = next(t for t in ids if not isinstance(t, int) or isinstance(t, bool))
         raise InvalidPromptError(f"prompt_ids must be ints, found {bad!r} ({type(bad).__name__})")
     if vocab_size is not None:
@@ -99,6 +103,35 @@ def room_for(prompt_len: int, max_tokens: int, max_model_len: int | None) -> int
     return max(1, min(max_tokens, max_model_len - prompt_len))
 
 
+class _Call:
+    """One :meth:`BackgroundLoop.run` call: its coroutine, and the caller's future."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], caller: asyncio.AbstractEventLoop) -> None:
+        self.coro = coro
+        self.caller = caller
+        self.future: asyncio.Future[Any] = caller.create_future()
+        self.task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:  # on the background loop
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def settle(self) -> None:  # on the caller's loop, once the task is done
+        assert self.task is not None
+        if self.future.done():  # the caller was cancelled meanwhile
+            if not self.task.cancelled():
+                self.task.exception()  # retrieved: no "never retrieved" warning
+            return
+        if self.task.cancelled():
+            self.future.cancel()
+        elif (exc := self.task.exception()) is not None:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(self.task.result())
+
+
 class BackgroundLoop:
     """An asyncio event loop running forever in a daemon thread.
 
@@ -109,6 +142,10 @@ class BackgroundLoop:
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        self._inbox: list[_Call] = []  # calls waiting to start on this loop
+        # Finished calls waiting to be handed back, per caller loop.
+        self._outbox: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -128,14 +165,62 @@ class BackgroundLoop:
         return self.submit(coro).result()
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` from any event loop; cancelling the caller cancels ``coro``."""
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        """Await ``coro`` from any event loop; cancelling the caller cancels ``coro``.
+
+        Calls made in the same pass of the caller's loop cross to this loop in one
+        wake-up, and results finished in the same pass of this loop come back in one
+        (``run_coroutine_threadsafe`` costs a wake-up each way per call; each wake-up
+        writes to a socket, which lets the other thread take the GIL for up to a switch
+        interval).
+        """
+        running = asyncio.get_running_loop()
         if running is self.loop:
             return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+        call = _Call(coro, running)
+        with self._lock:
+            self._inbox.append(call)
+            wake = len(self._inbox) == 1
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._start_calls)
+            except RuntimeError:  # this loop is closed
+                with self._lock:
+                    self._inbox.clear()
+                call.coro.close()
+                raise
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(call.cancel)
+            raise
+
+    def _start_calls(self) -> None:  # on this loop
+        with self._lock:
+            calls, self._inbox = self._inbox, []
+        for call in calls:
+            call.task = self.loop.create_task(call.coro)
+            if call.cancelled:
+                call.task.cancel()
+            call.task.add_done_callback(functools.partial(self._finished, call))
+
+    def _finished(self, call: _Call, task: asyncio.Task[Any]) -> None:  # on this loop
+        with self._lock:
+            outbox = self._outbox.setdefault(call.caller, [])
+            outbox.append(call)
+            wake = len(outbox) == 1
+        if wake:
+            try:
+                call.caller.call_soon_threadsafe(self._deliver, call.caller)
+            except RuntimeError:  # the caller's loop is closed: nobody waits any more
+                with self._lock:
+                    self._outbox.pop(call.caller, None)
+
+    def _deliver(self, caller: asyncio.AbstractEventLoop) -> None:  # on the caller's loop
+        with self._lock:
+            calls = self._outbox.pop(caller, [])
+        for call in calls:
+            call.settle()
 
     def close(self) -> None:
         """Stop the loop and join its thread (pending tasks are cancelled)."""
@@ -153,3 +238,73 @@ class BackgroundLoop:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=30)
         self.loop.close()
+
+
+def _child_pids(pid: int) -> list[int]:
+    """Every process descended from ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [c for c, p in parents.items() if p == frontier[-1]]
+        frontier.pop()
+        found += kids
+        frontier += kids
+    return found
+
+
+class FrontendPin:
+    """Keeps this process's threads off the CPUs that its child processes are bound to.
+
+    vLLM's CPU build binds its model worker to some cores and leaves the rest to the
+    scheduler and the frontend (this process: the engine client, env threads, the
+    collector), but does not bind the frontend: the OS then runs frontend threads on the
+    worker's cores, preempting its forward passes (measured: the collector lost ~20% of
+    its throughput to it on 2 cores). :meth:`pin` restricts every current thread (new
+    ones inherit it) to the other CPUs; :meth:`unpin` gives them back all CPUs that this
+    process had, so that CPU work of its own between generations (a learner) can use them.
+    A no-op when no child is bound to a strict subset of this process's CPUs.
+    """
+
+    def __init__(self, children: Sequence[int] | None = None) -> None:
+        """``children``: the processes to keep clear of (default: all descendants)."""
+        if not hasattr(os, "sched_getaffinity"):
+            self.all_cpus: set[int] = set()
+            self.free_cpus: set[int] = set()
+            self.active = False
+            return
+        self.all_cpus = set(os.sched_getaffinity(0))
+        bound: set[int] = set()
+        for pid in _child_pids(os.getpid()) if children is None else children:
+            try:
+                cpus = set(os.sched_getaffinity(pid))
+            except OSError:
+                continue
+            if cpus < self.all_cpus:
+                bound |= cpus
+        self.free_cpus = self.all_cpus - bound
+        self.active = bool(bound) and bool(self.free_cpus)
+
+    @staticmethod
+    def _set(cpus: set[int]) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:  # the thread ended meanwhile
+                continue
+
+    def pin(self) -> None:
+        """Move every thread of this process off the children's CPUs."""
+        if self.active:
+            self._set(self.free_cpus)
+
+    def unpin(self) -> None:
+        """Let every thread of this process use all its CPUs again."""
+        if self.active:
+            self._set(self.all_cpus)

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from agentrl.errors import ConfigError, PolicyError
-from agentrl.policy._common import BackgroundLoop, check_prompt, resolve_model_path, room_for
+from agentrl.policy._common import (
+    BackgroundLoop,
+    FrontendPin,
+    check_prompt,
+    resolve_model_path,
+    room_for,
+)
 from agentrl.policy.base import Generation, Policy, SamplingParams
 
 __all__ = ["VLLMConfig", "VLLMPolicy"]
@@ -51,6 +57,9 @@ class VLLMConfig:
     """Skip CUDA-graph capture / compilation (faster start; CPU needs it)."""
     engine_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Extra ``vllm.AsyncEngineArgs`` fields, passed through unchanged."""
+    pin_frontend: bool = True
+    """While requests are in flight, keep this process's threads off the cores vLLM binds
+    its worker to (CPU build; see :class:`~agentrl.policy._common.FrontendPin`)."""
 
     def __post_init__(self) -> None:
         if self.max_model_len is not None and self.max_model_len < 2:
@@ -97,6 +106,7 @@ class VLLMPolicy(Policy):
         self._sync_dir: Path | None = None
         self._shapes: dict[str, tuple[int, ...]] | None = None
         self._inflight = 0
+        self._pin: FrontendPin | None = None
         self._loop = BackgroundLoop("agentrl-vllm")
         try:
             self._loop.run_sync(self._start())
@@ -114,6 +124,8 @@ class VLLMPolicy(Policy):
             self._loop.close()
             raise
         self.max_model_len: int = int(self._engine.model_config.max_model_len)
+        # Found once the worker processes exist (they are bound by then).
+        self._pin = FrontendPin() if self.config.pin_frontend else None
 
     # ------------------------------------------------------------------ engine
     async def _start(self) -> None:
@@ -180,6 +192,8 @@ class VLLMPolicy(Policy):
 
         await self._gate.wait()
         self._inflight += 1
+        if self._inflight == 1 and self._pin is not None:
+            self._pin.pin()
         self._idle.clear()
         try:
             final = None
@@ -193,6 +207,8 @@ class VLLMPolicy(Policy):
         finally:
             self._inflight -= 1
             if self._inflight == 0:
+                if self._pin is not None:
+                    self._pin.unpin()
                 self._idle.set()
         if final is None:
             raise PolicyError("vLLM returned no output for the request")
@@ -400,6 +416,8 @@ class VLLMPolicy(Policy):
             return
         if getattr(self, "_engine", None) is not None:
             self._loop.run_sync(self._shutdown())
+        if self._pin is not None:
+            self._pin.unpin()
         self._loop.close()
         if self._sync_dir is not None:
             shutil.rmtree(self._sync_dir, ignore_errors=True)

@@ -37,6 +37,20 @@ def _clip(text: str) -> str:
     return repr(text if len(text) <= _SHOW else text[:_SHOW] + "...")
 
 
+def _fast_backend(tokenizer: Any) -> Any:
+    """The Rust ``tokenizers.Tokenizer`` behind a fast HF tokenizer, or None.
+
+    ``tokenizer.encode`` goes through ``encode_batch``, which releases the GIL: with the
+    vLLM output thread busy, the caller then waits up to a whole switch interval (5 ms)
+    to get it back, per call. The backend's single ``encode`` keeps the GIL and gives the
+    same ids (the HF wrapper only batches it), unless special tokens are split as text.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "split_special_tokens", False):
+        return None
+    return backend if callable(getattr(backend, "encode", None)) else None
+
+
 def render_chat(
     tokenizer: Any, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool
 ) -> str:
@@ -115,6 +129,7 @@ class TokenConversation:
         if not messages:
             raise ChatTemplateError("a conversation needs at least one initial message")
         self.tokenizer = tokenizer
+        self._backend = _fast_backend(tokenizer)
         self.messages: list[dict[str, Any]] = [dict(m) for m in messages]
         self._text = render_chat(tokenizer, self.messages, add_generation_prompt=True)
         ids = self._encode(self._text)
@@ -140,6 +155,8 @@ class TokenConversation:
     # -- tokenizer helpers ------------------------------------------------------------
     def _encode(self, text: str) -> list[int]:
         # The template writes special tokens (BOS, <|im_start|>) itself: add none.
+        if self._backend is not None:
+            return self._backend.encode(text, add_special_tokens=False).ids
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def _decode(self, ids: Sequence[int]) -> str:
