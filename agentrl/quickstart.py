@@ -76,8 +76,8 @@ def run_quickstart(args: argparse.Namespace) -> int:
 
     from agentrl.policy import load_policy
     from agentrl.rollout import RolloutConfig, collect_sync
+    from agentrl.rollout.cli_rollout import write_run
     from agentrl.rollout.summary import format_summary, summarize
-    from agentrl.trajectory import save_jsonl
 
     print(f"\n== 2/2 rollouts of {args.policy} ({args.episodes} episodes per env, groups of 4)")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # engine start-up logs are long
@@ -92,11 +92,9 @@ def run_quickstart(args: argparse.Namespace) -> int:
             seeds = range(max(1, args.episodes // config.group_size))
             trajectories = collect_sync(env_id, policy, seeds, config, progress=True)
             summary = summarize(trajectories, time.perf_counter() - t0)
-            name = env_id.split("/")[-1]
-            path = out / f"{name}.jsonl"
-            save_jsonl(trajectories, path)
-            (out / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-            print(f"-- {env_id}\n{format_summary(summary)}\nwrote {path}")
+            path = out / f"{env_id.split('/')[-1]}.jsonl"
+            written = write_run(trajectories, summary, path)
+            print(f"-- {env_id}\n{format_summary(summary)}\nwrote {path} and {written}")
     finally:
         policy.close()
     print(f"\nDone. Inspect an episode with: agentrl show {out / 'Calculator-v0.jsonl'}")

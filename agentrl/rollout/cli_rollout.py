@@ -22,14 +22,22 @@ from agentrl.errors import ConfigError
 from agentrl.rollout.collector import collect_sync
 from agentrl.rollout.config import RolloutConfig
 from agentrl.rollout.summary import format_summary, summarize
-from agentrl.trajectory import save_jsonl
+from agentrl.trajectory import Trajectory, save_jsonl
 
-__all__ = ["add_arguments", "main", "summary_path"]
+__all__ = ["add_arguments", "main", "summary_path", "write_run"]
 
 
 def summary_path(out: str | Path) -> Path:
     """Where the summary of the trajectories in ``out`` is written: ``OUT.summary.json``."""
     return Path(f"{out}.summary.json")
+
+
+def write_run(trajectories: list[Trajectory], summary: dict[str, Any], out: str | Path) -> Path:
+    """Write ``trajectories`` to ``out`` (JSONL) and ``summary`` beside it; return the summary path."""
+    save_jsonl(trajectories, out)
+    path = summary_path(out)
+    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,15 +123,13 @@ def main(args: argparse.Namespace) -> int:
         wall = time.perf_counter() - t0
     finally:
         policy.close()
-    save_jsonl(trajectories, out)
     summary = {
         **summarize(trajectories, wall),
         "policy": args.policy,
         "out": str(out),
         "config": asdict(config),
     }
-    summary_path(out).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
+    write_run(trajectories, summary, out)
     print(format_summary(summary))
     print(f"wrote {len(trajectories)} trajectories to {out} and the summary to {summary_path(out)}")
     failed = sum(t.end_reason == "error" for t in trajectories)
