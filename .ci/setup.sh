@@ -5,7 +5,10 @@
 # a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+# Everything goes into a virtual environment in the checkout (.venv): stock Debian/Ubuntu
+# pythons refuse system-wide pip installs (PEP 668). AGENTRL_VENV overrides the location.
+BASE_PY=${PYTHON:-python3}
+VENV=${AGENTRL_VENV:-.venv}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTEND=noninteractive
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -17,6 +20,20 @@ if ! command -v bwrap >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1; t
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq bubblewrap util-linux >/dev/null
 fi
+
+# 1b. The virtual environment (Debian's python3 needs python3-venv for ensurepip).
+if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$BASE_PY" -m venv "$VENV" 2>/dev/null; then
+        rm -rf "$VENV"
+        say "installing python3-venv (Debian package)"
+        SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        $SUDO apt-get update -qq
+        $SUDO apt-get install -y -qq python3-venv >/dev/null
+        "$BASE_PY" -m venv "$VENV"
+    fi
+    say "created virtual environment $VENV"
+fi
+PY="$VENV/bin/python"
 
 # 2. PyTorch, CPU build (pip finds the local wheel on these machines).
 if ! $PY -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then

@@ -1,0 +1,3 @@
+"""agentrl.serve (under construction in this wave)."""
+
+__all__: list[str] = []

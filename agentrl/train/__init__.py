@@ -1,0 +1,3 @@
+"""agentrl.train (under construction in this wave)."""
+
+__all__: list[str] = []
