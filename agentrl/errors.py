@@ -28,6 +28,7 @@ __all__ = [
     "ChatTemplateError",
     "TrajectoryFormatError",
     "BatchShapeError",
+    "DataUnavailableError",
 ]
 
 
@@ -102,3 +103,8 @@ class EnvNotFoundError(EnvError, LookupError):
 
 class InvalidPromptError(PolicyError, ValueError):
     """A prompt given to a policy is malformed (empty, not ints, token ids outside the vocabulary)."""
+
+
+class DataUnavailableError(AgentRLError):
+    """Benchmark or model data shipped in a PyPI wheel could not be fetched (offline, no
+    such version) or is not in the cache; the message says where to put the wheel."""
