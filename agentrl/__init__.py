@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentEnv",
     "AgentRLError",
+    "EpisodeSpec",
     "Task",
     "Tool",
     "ToolEnv",
@@ -29,3 +30,12 @@ __all__ = [
     "tool",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # EpisodeSpec is imported on first use: agentrl.rollout pulls in the policy backends.
+    if name == "EpisodeSpec":
+        from agentrl.rollout.spec import EpisodeSpec
+
+        return EpisodeSpec
+    raise AttributeError(f"module 'agentrl' has no attribute {name!r}")

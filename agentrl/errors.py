@@ -21,6 +21,7 @@ __all__ = [
     "SandboxError",
     "SandboxUnavailableError",
     "PolicyError",
+    "CapabilityError",
     "PolicyNotFoundError",
     "PolicyServerError",
     "PromptTooLongError",
@@ -70,6 +71,11 @@ class SandboxUnavailableError(SandboxError):
 
 class PolicyError(AgentRLError):
     """A policy backend failed."""
+
+
+class CapabilityError(PolicyError):
+    """A policy lacks a capability a caller needs (weight updates, prompt scoring, chat);
+    the message names the backends that have it."""
 
 
 class PolicyNotFoundError(PolicyError, FileNotFoundError):

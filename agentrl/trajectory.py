@@ -46,6 +46,9 @@ class Turn:
     """Why generation of this turn stopped: ``stop`` or ``length``."""
     info: dict[str, Any] = field(default_factory=dict)
     """JSON-safe part of the env's ``info`` for this step (parse status, tools run)."""
+    weight_version: int | None = None
+    """The policy's weight version that generated this turn (``None``: the backend has no
+    versions, e.g. a remote server); the trainer's staleness accounting reads it."""
 
 
 @dataclass
@@ -81,7 +84,13 @@ class Trajectory:
     messages: list[dict[str, Any]] = field(default_factory=list)
     """The whole conversation as chat messages, for people and for chat-only policies."""
     metadata: dict[str, Any] = field(default_factory=dict)
-    """Free-form JSON-safe extras (policy name, timings, task id)."""
+    """Free-form JSON-safe extras (policy name, timings)."""
+    task_id: str | None = None
+    """The task this episode ran: the spec's ``task_id``, else the reset info's ``task_id``."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """JSON-safe part of the options the env was reset with."""
+    reset_info: dict[str, Any] = field(default_factory=dict)
+    """JSON-safe part of the ``info`` that ``env.reset`` returned (task id, category...)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,8 +129,22 @@ class Trajectory:
             )
         if any(not math.isfinite(x) for x in self.logprobs):
             raise TrajectoryFormatError("logprobs must be finite")
+        if self.task_id is not None and not isinstance(self.task_id, str):
+            raise TrajectoryFormatError(f"task_id must be a str or None, got {self.task_id!r}")
+        if not isinstance(self.options, dict) or not isinstance(self.reset_info, dict):
+            raise TrajectoryFormatError("options and reset_info must be dicts")
 
     # -- views ----------------------------------------------------------------------
+    @property
+    def valid(self) -> bool:
+        """False for an episode that ended in an error (excluded from group baselines)."""
+        return self.end_reason != "error"
+
+    @property
+    def weight_versions(self) -> list[int | None]:
+        """Weight version of each turn, in turn order."""
+        return [t.weight_version for t in self.turns]
+
     @property
     def rewards(self) -> list[float]:
         """Per-turn rewards, in turn order."""
@@ -154,6 +177,8 @@ class Trajectory:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        """Build from :meth:`to_dict` output; records written before a field existed load
+        with that field's default."""
         if not isinstance(data, dict):
             raise TrajectoryFormatError(f"expected a JSON object, got {type(data).__name__}")
         try:

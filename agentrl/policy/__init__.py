@@ -4,10 +4,20 @@ Backends: :class:`VLLMPolicy` (in-process vLLM engine), :class:`OpenAIPolicy` (a
 OpenAI-compatible server over httpx), :class:`HFPolicy` (transformers ``generate``), and
 :class:`FakePolicy` (scripted replies, for tests). :func:`load_policy` builds one from a
 ``vllm:PATH`` / ``openai:URL[#model]`` / ``hf:PATH`` string. Heavy libraries (vLLM,
-transformers models) are imported only when a backend is created.
+transformers models) are imported only when a backend is created. Capabilities only some
+backends have are Protocols (:class:`WeightSync`, :class:`TokenScorer`,
+:class:`ChatSampler`), checked with :func:`require_capability`.
 """
 
-from agentrl.policy.base import Generation, Policy, SamplingParams
+from agentrl.policy.base import (
+    ChatSampler,
+    Generation,
+    Policy,
+    SamplingParams,
+    TokenScorer,
+    WeightSync,
+    require_capability,
+)
 from agentrl.policy.fake import FakePolicy
 from agentrl.policy.hf import HFConfig, HFPolicy
 from agentrl.policy.loader import SCHEMES, load_policy
@@ -18,6 +28,10 @@ __all__ = [
     "Generation",
     "Policy",
     "SamplingParams",
+    "WeightSync",
+    "TokenScorer",
+    "ChatSampler",
+    "require_capability",
     "FakePolicy",
     "HFConfig",
     "HFPolicy",

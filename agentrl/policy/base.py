@@ -2,18 +2,31 @@
 
 Shaped like an httpx transport: one small abstract base with one method to implement
 (:meth:`Policy.generate`), default implementations per backend, and a fake beside them.
+What only some backends can do is a capability, a runtime-checkable Protocol:
+:class:`WeightSync` (take new weights), :class:`TokenScorer` (score prompt tokens),
+:class:`ChatSampler` (sample from chat messages). Callers check with
+:func:`require_capability`, which raises a :class:`~agentrl.errors.CapabilityError` that
+names the backends that have it.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from agentrl.errors import ConfigError
+from agentrl.errors import CapabilityError, ConfigError
 
-__all__ = ["SamplingParams", "Generation", "Policy"]
+__all__ = [
+    "SamplingParams",
+    "Generation",
+    "Policy",
+    "WeightSync",
+    "TokenScorer",
+    "ChatSampler",
+    "require_capability",
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,10 @@ class Generation:
     finish_reason: str = "stop"
     """``stop`` (EOS or a stop string) or ``length`` (hit ``max_tokens``)."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    """Backend extras (``stop_reason``, a chat API's ``tool_calls``)."""
+    weight_version: int | None = None
+    """The policy's :attr:`WeightSync.weight_version` this completion was sampled with
+    (``None`` for backends without weight sync)."""
 
 
 class Policy(abc.ABC):
@@ -92,3 +109,82 @@ class Policy(abc.ABC):
     def close(self) -> None:
         """Synchronous :meth:`aclose` for scripts."""
         return None
+
+
+@runtime_checkable
+class WeightSync(Protocol):
+    """A policy that takes new weights in place (the trainer pushes them after each step).
+
+    ``weight_version`` is 0 for the weights the policy was loaded with and goes up by one
+    per successful update; every :class:`Generation` records the version it was sampled
+    with, so no completion mixes two versions.
+    """
+
+    weight_version: int
+
+    def update_weights(
+        self, weights: Any, *, verify: bool = True, atol: float | None = None
+    ) -> float | None:
+        """Load ``weights`` (a state dict ``name -> tensor`` or a ``torch.nn.Module``);
+        blocking. Returns the verification's max abs logprob difference, or ``None``."""
+        ...
+
+    async def aupdate_weights(
+        self, weights: Any, *, verify: bool = True, atol: float | None = None
+    ) -> float | None:
+        """:meth:`update_weights` for async code."""
+        ...
+
+
+@runtime_checkable
+class TokenScorer(Protocol):
+    """A policy that scores given tokens: the logprob of each under the current weights."""
+
+    async def prompt_logprobs(self, ids: Sequence[int]) -> list[float]:
+        """``log p(ids[t] | ids[:t])`` for ``t = 1 .. len(ids) - 1`` (``len(ids) - 1`` values)."""
+        ...
+
+
+@runtime_checkable
+class ChatSampler(Protocol):
+    """A policy that samples replies to chat messages (the server renders the template)."""
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        params: SamplingParams,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[Generation]:
+        """Sample ``params.n`` replies to ``messages`` (``tools``: OpenAI tool schemas)."""
+        ...
+
+
+#: What each capability lets a caller do, and the backends that have it (error messages).
+_CAPABILITIES: dict[type, tuple[str, str]] = {
+    WeightSync: ("take weight updates", "use vllm: or hf: (or FakePolicy in tests)"),
+    TokenScorer: ("score tokens (prompt_logprobs)", "use vllm: or hf:"),
+    ChatSampler: ("sample from chat messages", "use openai: (an OpenAI-compatible server)"),
+}
+
+
+def require_capability(policy: Any, capability: type, purpose: str = "") -> None:
+    """Check that ``policy`` has ``capability`` (one of the Protocols of this module).
+
+    Args:
+        policy: any policy object.
+        capability: :class:`WeightSync`, :class:`TokenScorer` or :class:`ChatSampler`
+            (any runtime-checkable Protocol works; the message is then generic).
+        purpose: what the caller needs it for, e.g. ``"on-policy training"``.
+
+    Raises:
+        CapabilityError: ``"policy X cannot take weight updates (needed for ...); use vllm:
+            or hf:"``.
+    """
+    if isinstance(policy, capability):
+        return
+    name = getattr(capability, "__name__", str(capability))
+    what, hint = _CAPABILITIES.get(capability, (f"provide {name}", f"use a policy with {name}"))
+    needed = f" (needed for {purpose})" if purpose else ""
+    raise CapabilityError(
+        f"policy {type(policy).__name__} cannot {what}{needed}; {hint}"
+    )

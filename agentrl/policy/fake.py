@@ -32,6 +32,10 @@ class FakePolicy(Policy):
     Each reply becomes ``tokenizer.encode(reply) + [eos]`` with finish reason ``stop``,
     or is cut to ``max_tokens`` (``length``) or after a stop string (``stop``, EOS not
     appended). Every logprob is :data:`FAKE_LOGPROB`. ``calls`` records each prompt's ids.
+
+    It takes weight updates (:class:`~agentrl.policy.base.WeightSync`) without using them:
+    ``update_weights`` stores the weights in ``weights`` and bumps ``weight_version``,
+    which every generation records, so trainers can be tested with no model.
     """
 
     def __init__(
@@ -51,6 +55,8 @@ class FakePolicy(Policy):
         self.delay_s = delay_s
         self.max_model_len = max_model_len
         self.calls: list[list[int]] = []
+        self.weight_version = 0
+        self.weights: Any = None
         if callable(replies):
             self._reply: Callable[[str], str] = replies
         else:
@@ -81,6 +87,25 @@ class FakePolicy(Policy):
         max_tokens = room_for(len(ids), params.max_tokens, self.max_model_len)
         return [self._one(self._reply(prompt_text), params, max_tokens) for _ in range(params.n)]
 
+    def update_weights(
+        self, weights: Any, *, verify: bool = True, atol: float | None = None
+    ) -> float | None:
+        """Store ``weights`` (not used for replies) and bump :attr:`weight_version`.
+
+        Returns 0.0 when ``verify`` (nothing to compare: the replies are scripted), else None.
+        """
+        if weights is None:
+            raise ConfigError("weights is None: pass a state dict or a torch.nn.Module")
+        self.weights = weights
+        self.weight_version += 1
+        return 0.0 if verify else None
+
+    async def aupdate_weights(
+        self, weights: Any, *, verify: bool = True, atol: float | None = None
+    ) -> float | None:
+        """:meth:`update_weights` (nothing to wait for)."""
+        return self.update_weights(weights, verify=verify, atol=atol)
+
     def _one(self, reply: str, params: SamplingParams, max_tokens: int) -> Generation:
         if not isinstance(reply, str):
             raise PolicyError(f"FakePolicy reply must be a str, got {type(reply).__name__}")
@@ -101,4 +126,5 @@ class FakePolicy(Policy):
         meta: dict[str, Any] = {"fake": True}
         if stop_hit is not None:
             meta["stop_reason"] = stop_hit
-        return Generation(toks, text, [FAKE_LOGPROB] * len(toks), reason, meta)
+        return Generation(toks, text, [FAKE_LOGPROB] * len(toks), reason, meta,
+                          weight_version=self.weight_version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,10 @@ class HFPolicy(Policy):
     one after another, so this backend is for correctness, not throughput. Logprobs are
     ``log_softmax`` of the raw logits in float32 (temperature 1, before top-p), as with
     the vLLM backend. The stop-string and EOS tokens stay in ``token_ids``.
+
+    Capabilities: :class:`~agentrl.policy.base.WeightSync` (``update_weights`` copies a
+    state dict into the model; ``weight_version`` counts the updates) and
+    :class:`~agentrl.policy.base.TokenScorer` (``prompt_logprobs``).
     """
 
     def __init__(
@@ -74,14 +78,87 @@ class HFPolicy(Policy):
             eos.append(self.tokenizer.eos_token_id)
         self._eos: list[int] = eos
         self._lock = threading.Lock()
+        self.weight_version = 0
 
     async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[Generation]:
         """Sample ``params.n`` completions of ``prompt_ids`` (see :class:`Policy`)."""
         ids = check_prompt(prompt_ids, vocab_size=self.vocab_size, max_model_len=self.max_model_len)
         return await asyncio.to_thread(self._generate, ids, params)
 
+    async def prompt_logprobs(self, ids: Sequence[int]) -> list[float]:
+        """Logprob of each token of ``ids`` given the ones before it (``len(ids) - 1`` values)."""
+        ids = check_prompt(ids, vocab_size=self.vocab_size, max_model_len=None)
+        return await asyncio.to_thread(self._score, ids)
+
+    def _score(self, ids: list[int]) -> list[float]:
+        import torch
+
+        from agentrl.models.logprobs import token_logprobs
+
+        with self._lock, torch.no_grad():
+            logp = token_logprobs(self.model, torch.tensor([ids], device=self.model.device))
+        return logp[0, 1:].tolist()
+
+    def update_weights(
+        self, weights: Any, *, verify: bool = True, atol: float | None = None
+    ) -> float | None:
+        """Copy ``weights`` (a ``torch.nn.Module`` or its ``state_dict()``) into the model.
+
+        Waits for a generation in progress (none mixes two versions), then bumps
+        :attr:`weight_version`. With ``verify``, returns the max abs difference between
+        the given tensors and the model's after the copy (0.0 unless a dtype cast rounds;
+        ``atol`` bounds it, default 0 for float32 and 1e-2 otherwise).
+
+        Raises:
+            ConfigError: not a module or state dict, or names/shapes that do not match.
+            PolicyError: the check found a difference over ``atol``.
+        """
+        import torch
+
+        from agentrl.errors import PolicyError
+
+        state = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+        if not isinstance(state, Mapping):
+            raise ConfigError(
+                f"weights must be a torch.nn.Module or a state dict, got {type(weights).__name__}"
+            )
+        own = self.model.state_dict()
+        tied = bool(getattr(self.model.config, "tie_word_embeddings", False))
+        missing = sorted(own.keys() - state.keys() - ({"lm_head.weight"} if tied else set()))
+        extra = sorted(state.keys() - own.keys())
+        wrong = [k for k in own.keys() & state.keys() if tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or extra or wrong:
+            raise ConfigError(
+                f"state dict does not match the model {self.model_path}: missing {missing[:5]}, "
+                f"unexpected {extra[:5]}, wrong shape {wrong[:5]} (pass the transformers model "
+                "or its unwrapped state_dict())"
+            )
+        with self._lock, torch.no_grad():
+            self.model.load_state_dict(dict(state), strict=False)
+            self.weight_version += 1
+            if not verify:
+                return None
+            own = self.model.state_dict()
+            diff = max(
+                (float((own[k].float() - v.detach().to(own[k].device).float()).abs().max())
+                 for k, v in state.items() if own[k].numel()),
+                default=0.0,
+            )
+        tol = atol if atol is not None else (0.0 if self.config.dtype == "float32" else 1e-2)
+        if not diff <= tol:
+            raise PolicyError(f"weight update check failed: max abs difference {diff:.3g} > {tol:g}")
+        return diff
+
+    async def aupdate_weights(
+        self, weights: Any, *, verify: bool = True, atol: float | None = None
+    ) -> float | None:
+        """:meth:`update_weights` in a worker thread."""
+        return await asyncio.to_thread(self.update_weights, weights, verify=verify, atol=atol)
+
     def _generate(self, ids: list[int], params: SamplingParams) -> list[Generation]:
         import torch
+
+        from agentrl.models.logprobs import gather_logprobs
 
         max_new = room_for(len(ids), params.max_tokens, self.max_model_len)
         kwargs: dict[str, Any] = {
@@ -104,17 +181,20 @@ class HFPolicy(Policy):
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         device = self.model.device
         with self._lock, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+            version = self.weight_version
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             with torch.no_grad():
                 out = self.model.generate(input_ids=torch.tensor([ids], device=device), **kwargs)
         new = out.sequences[:, len(ids) :]  # [n, T]
         # raw logits of every step -> logprob of the token taken there
-        logits = torch.stack(out.logits, dim=1).float()  # [n, T, V]
-        lps = torch.log_softmax(logits, -1).gather(-1, new[..., None])[..., 0]  # [n, T]
-        return [
+        lps = gather_logprobs(torch.stack(out.logits, dim=1), new)  # [n, T]
+        gens = [
             self._finish(new[i].tolist(), lps[i].tolist(), params, max_new) for i in range(params.n)
         ]
+        for gen in gens:
+            gen.weight_version = version
+        return gens
 
     def _finish(
         self, toks: list[int], lps: list[float], params: SamplingParams, max_new: int

@@ -84,6 +84,10 @@ class VLLMPolicy(Policy):
     logits, temperature 1, before top-p), the quantity a learner recomputes. Construction
     blocks until the engine is up (about 15-20 s on CPU for the tiny model). Scripts that
     create one need an ``if __name__ == "__main__":`` guard (vLLM spawns workers).
+
+    Capabilities: :class:`~agentrl.policy.base.WeightSync` (``weight_version`` is 0 at
+    start and +1 per update the engine loaded; each generation records its version) and
+    :class:`~agentrl.policy.base.TokenScorer` (``prompt_logprobs``).
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class VLLMPolicy(Policy):
         self._sync_dir: Path | None = None
         self._shapes: dict[str, tuple[int, ...]] | None = None
         self._inflight = 0
+        self.weight_version = 0
         self._pin: FrontendPin | None = None
         self._loop = BackgroundLoop("agentrl-vllm")
         try:
@@ -186,11 +191,13 @@ class VLLMPolicy(Policy):
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
 
-    async def _request(self, prompt_ids: list[int], vparams: Any) -> Any:
+    async def _request(self, prompt_ids: list[int], vparams: Any) -> tuple[Any, int]:
+        """Run one request; returns its final output and the weight version it ran on."""
         from vllm.inputs import TokensPrompt
         from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
         await self._gate.wait()
+        version = self.weight_version  # no sync starts while this request is in flight
         self._inflight += 1
         if self._inflight == 1 and self._pin is not None:
             self._pin.pin()
@@ -212,7 +219,7 @@ class VLLMPolicy(Policy):
                 self._idle.set()
         if final is None:
             raise PolicyError("vLLM returned no output for the request")
-        return final
+        return final, version
 
     async def generate(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[Generation]:
         """Sample ``params.n`` completions of ``prompt_ids`` (see :class:`Policy`).
@@ -225,7 +232,7 @@ class VLLMPolicy(Policy):
         vparams = self._vllm_params(
             params, room_for(len(ids), params.max_tokens, self.max_model_len)
         )
-        out = await self._run(self._request(ids, vparams))
+        out, version = await self._run(self._request(ids, vparams))
         gens = []
         for comp in sorted(out.outputs, key=lambda c: c.index):
             if comp.finish_reason not in ("stop", "length"):
@@ -238,7 +245,8 @@ class VLLMPolicy(Policy):
             # Decode ourselves: vLLM's incremental text holds back a trailing partial
             # UTF-8 character, so it is not always the decoding of the ids.
             text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
-            gens.append(Generation(token_ids, text, logprobs, comp.finish_reason, meta))
+            gens.append(Generation(token_ids, text, logprobs, comp.finish_reason, meta,
+                                   weight_version=version))
         return gens
 
     async def prompt_logprobs(self, ids: Sequence[int]) -> list[float]:
@@ -247,7 +255,7 @@ class VLLMPolicy(Policy):
         from vllm import SamplingParams as VSamplingParams
 
         vparams = VSamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        out = await self._run(self._request(ids, vparams))
+        out, _ = await self._run(self._request(ids, vparams))
         return [
             float(pos[tok].logprob)
             for pos, tok in zip(out.prompt_logprobs[1:], ids[1:], strict=True)
@@ -272,7 +280,9 @@ class VLLMPolicy(Policy):
         """Load new weights into the running engine, in place.
 
         Requests in flight finish on the old weights first; new requests wait until the
-        sync is done, so no completion mixes two weight versions.
+        sync is done, so no completion mixes two weight versions. :attr:`weight_version`
+        goes up by one once the engine has loaded the weights (before the check, which
+        compares the loaded weights: a failed check leaves the new version number).
 
         Args:
             weights: A ``torch.nn.Module`` (a transformers causal LM) or its ``state_dict()``
@@ -316,6 +326,7 @@ class VLLMPolicy(Policy):
             await self._engine.collective_rpc(
                 "reload_weights", kwargs={"weights_path": str(self._sync_dir)}
             )
+            self.weight_version += 1
         finally:
             self._gate.set()
         if not verify:
@@ -380,14 +391,13 @@ class VLLMPolicy(Policy):
             module.load_state_dict(
                 {k: v.detach().to("cpu", torch.float32) for k, v in tensors.items()}, strict=False
             )
+        from agentrl.models.logprobs import token_logprobs
+
         ids = self.tokenizer.encode(_PROBE_TEXT, add_special_tokens=False)
         engine_lp = torch.tensor(await self.prompt_logprobs(ids), dtype=torch.float64)
         device = next(module.parameters()).device
         with torch.no_grad():
-            logits = module(torch.tensor([ids], device=device)).logits[0, :-1].float()
-        ref = torch.log_softmax(logits, -1).gather(
-            -1, torch.tensor(ids[1:], device=device)[:, None]
-        )[:, 0]
+            ref = token_logprobs(module, torch.tensor([ids], device=device))[0, 1:]
         diff = float((ref.double().cpu() - engine_lp).abs().max())
         fp32 = self._engine.model_config.dtype == torch.float32
         tol = atol if atol is not None else (1e-3 if fp32 else 5e-2)

@@ -2,11 +2,13 @@
 
 from agentrl.rollout.collector import EnvSource, collect, collect_sync, episode_plan
 from agentrl.rollout.config import RolloutConfig
+from agentrl.rollout.spec import EpisodeSpec, specs_for
 from agentrl.rollout.tito import EnvDelta, ModelTurn, TokenConversation, render_chat
 
 __all__ = [
     "EnvDelta",
     "EnvSource",
+    "EpisodeSpec",
     "ModelTurn",
     "RolloutConfig",
     "TokenConversation",
@@ -14,4 +16,5 @@ __all__ = [
     "collect_sync",
     "episode_plan",
     "render_chat",
+    "specs_for",
 ]

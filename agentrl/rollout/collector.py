@@ -7,7 +7,7 @@ the generation of other episodes.
 
 Per episode::
 
-    messages = env.reset(seed)          -> prompt ids (chat template, generation prompt)
+    messages = env.reset(seed, options) -> prompt ids (chat template, generation prompt)
     repeat:
         ids, logprobs = policy(prompt)  -> appended as model tokens (mask 1)
         messages = env.step(text)       -> only their tokens appended (mask 0)
@@ -24,6 +24,7 @@ episode would hit it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import math
@@ -36,6 +37,7 @@ from typing import Any
 from agentrl.errors import ConfigError, PolicyError
 from agentrl.policy.base import Generation, Policy
 from agentrl.rollout.config import RolloutConfig
+from agentrl.rollout.spec import EpisodeSpec, SpecLike, as_specs
 from agentrl.rollout.tito import TokenConversation
 from agentrl.trajectory import Trajectory, Turn
 
@@ -52,14 +54,16 @@ class _EnvFailure(Exception):
 
 
 def episode_plan(
-    seeds: Sequence[int | None], group_size: int, run_id: str
-) -> list[tuple[int | None, str]]:
-    """``(seed, group_id)`` of every episode: ``group_size`` consecutive episodes per seed."""
-    return [
-        (seed, f"{run_id}-{i}")
-        for i, seed in enumerate(seeds)
-        for _ in range(group_size)
-    ]
+    specs: Sequence[SpecLike], group_size: int, run_id: str
+) -> list[EpisodeSpec]:
+    """Every episode to run: ``group_size`` consecutive copies of each spec, sharing its
+    group id (a spec without one gets ``f"{run_id}-{i}"``)."""
+    plan = []
+    for i, spec in enumerate(as_specs(specs)):
+        if not spec.group_id:
+            spec = dataclasses.replace(spec, group_id=f"{run_id}-{i}")
+        plan.extend([spec] * group_size)
+    return plan
 
 
 def _check_messages(messages: Any, where: str) -> list[dict[str, Any]]:
@@ -85,6 +89,11 @@ def _json_safe(info: Any) -> dict[str, Any]:
         except (TypeError, ValueError):
             continue
     return out
+
+
+def _task_id(info: dict[str, Any]) -> str | None:
+    value = info.get("task_id")
+    return None if value is None or value == "" else str(value)
 
 
 def _success(info: Any) -> bool | None:
@@ -156,12 +165,14 @@ class _Collector:
             raise _EnvFailure(f"env.step returned a non-finite reward {reward!r}")
         return _check_messages(new, "env.step"), value, bool(terminated), bool(truncated), info
 
-    async def episode(self, index: int, seed: int | None, group_id: str) -> Trajectory:
+    async def episode(self, index: int, spec: EpisodeSpec) -> Trajectory:
         async with self.semaphore:
-            return await self._episode(index, seed, group_id)
+            return await self._episode(index, spec)
 
-    async def _episode(self, index: int, seed: int | None, group_id: str) -> Trajectory:
+    async def _episode(self, index: int, spec: EpisodeSpec) -> Trajectory:
         cfg = self.config
+        options = spec.reset_options()
+        reset_info: dict[str, Any] = {}
         t_start = time.perf_counter()
         timing = {"generate_s": 0.0, "env_s": 0.0}
         env: Any = None
@@ -175,11 +186,15 @@ class _Collector:
         dropped = 0
         try:
             env = await self._env_call(timing, "making the env", self._make_env)
-            spec = getattr(env, "spec", None)
+            env_spec = getattr(env, "spec", None)
             env_id = env_id or (
-                spec.id if spec is not None else type(getattr(env, "unwrapped", env)).__name__
+                env_spec.id if env_spec is not None
+                else type(getattr(env, "unwrapped", env)).__name__
             )
-            first, info = await self._env_call(timing, "env.reset", env.reset, seed=seed)
+            first, info = await self._env_call(
+                timing, "env.reset", env.reset, seed=spec.seed, options=options
+            )
+            reset_info = _json_safe(info)
             first = _check_messages(first, "env.reset")
             if not first:
                 raise _EnvFailure("env.reset returned no messages (a prompt needs at least one)")
@@ -195,7 +210,8 @@ class _Collector:
                     timing, list(conv.token_ids), cfg.sampling(index, len(turns), max_tokens)
                 )
                 model_turn = conv.add_model_turn(gen.token_ids, gen.logprobs)
-                turn = Turn(model_turn.start, model_turn.end, 0.0, gen.finish_reason)
+                turn = Turn(model_turn.start, model_turn.end, 0.0, gen.finish_reason,
+                            weight_version=gen.weight_version)
                 turns.append(turn)
                 if gen.finish_reason == "length":
                     if max_tokens < cfg.max_new_tokens:  # the context, not the turn limit, cut it
@@ -244,8 +260,8 @@ class _Collector:
             logprobs=list(conv.logprobs) if conv else [],
             prompt_len=conv.prompt_len if conv else 0,
             turns=turns,
-            seed=seed,
-            group_id=group_id,
+            seed=spec.seed,
+            group_id=spec.group_id,
             success=success,
             terminated=terminated and end_reason == "terminated",
             truncated=truncated and end_reason not in ("terminated", "error"),
@@ -259,18 +275,21 @@ class _Collector:
                 **timing,
                 **({"dropped_messages": dropped} if dropped else {}),
             },
+            task_id=spec.task_id if spec.task_id is not None else _task_id(reset_info),
+            options=_json_safe(options),
+            reset_info=reset_info,
         )
 
 
 async def collect(
     env: EnvSource,
     policy: Policy,
-    seeds: Sequence[int | None],
+    specs: Sequence[SpecLike],
     config: RolloutConfig | None = None,
     *,
     progress: bool | ProgressFn | None = None,
 ) -> list[Trajectory]:
-    """Run ``len(seeds) * config.group_size`` episodes concurrently; return their trajectories.
+    """Run ``len(specs) * config.group_size`` episodes concurrently; return their trajectories.
 
     Args:
         env: a registered env id (``"agentrl/Calculator-v0"``; made with
@@ -278,14 +297,15 @@ async def collect(
             Every episode gets its own env instance.
         policy: any :class:`~agentrl.policy.base.Policy`; its ``tokenizer`` renders the
             env messages with its chat template.
-        seeds: one env seed per task (``None`` = unseeded); each is run
-            ``config.group_size`` times and those episodes share a ``group_id``.
+        specs: one :class:`EpisodeSpec` (or int seed, or ``None`` = unseeded) per task;
+            each is run ``config.group_size`` times and those episodes share a
+            ``group_id``. ``env.reset(seed=spec.seed, options=spec.reset_options())``.
         config: limits and sampling (defaults to :class:`RolloutConfig()`).
         progress: ``True`` for a tqdm bar, or a callable invoked with each finished
             trajectory.
 
     Returns:
-        Trajectories in plan order: ``group_size`` consecutive episodes per seed.
+        Trajectories in plan order: ``group_size`` consecutive episodes per spec.
 
     Raises:
         ChatTemplateError: the policy's chat template is not prefix-preserving.
@@ -293,8 +313,7 @@ async def collect(
         EnvNotFoundError: ``env`` is an id that is not registered.
     """
     config = config or RolloutConfig()
-    if isinstance(seeds, int | str) or not all(s is None or isinstance(s, int) for s in seeds):
-        raise ConfigError("seeds must be a sequence of ints (or None), e.g. range(8)")
+    plan = episode_plan(specs, config.group_size, uuid.uuid4().hex[:8])
     await policy.prepare()  # a server that is down fails here, with its own clear error
     if getattr(policy, "tokenizer", None) is None:
         raise ConfigError(
@@ -309,7 +328,6 @@ async def collect(
             from agentrl.registry import make
 
             make(env)  # raises EnvNotFoundError naming the closest registered ids
-    plan = episode_plan(list(seeds), config.group_size, uuid.uuid4().hex[:8])
     if not plan:
         return []
     bar = None
@@ -322,8 +340,8 @@ async def collect(
                               thread_name_prefix="agentrl-env")
     collector = _Collector(env, policy, config, pool)
 
-    async def run(index: int, seed: int | None, group_id: str) -> Trajectory:
-        traj = await collector.episode(index, seed, group_id)
+    async def run(index: int, spec: EpisodeSpec) -> Trajectory:
+        traj = await collector.episode(index, spec)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(ok=traj.success, refresh=False)
@@ -333,7 +351,7 @@ async def collect(
 
     try:
         async with asyncio.TaskGroup() as group:  # one failure (ChatTemplateError) cancels all
-            tasks = [group.create_task(run(k, s, g)) for k, (s, g) in enumerate(plan)]
+            tasks = [group.create_task(run(k, spec)) for k, spec in enumerate(plan)]
     except BaseExceptionGroup as eg:
         # Episodes catch their own env/policy failures, so what lands here is one cause
         # shared by all (a template error, a bug): raise it as itself, not as a group.
@@ -348,11 +366,11 @@ async def collect(
 def collect_sync(
     env: EnvSource,
     policy: Policy,
-    seeds: Sequence[int | None],
+    specs: Sequence[SpecLike],
     config: RolloutConfig | None = None,
     *,
     progress: bool | ProgressFn | None = None,
 ) -> list[Trajectory]:
     """:func:`collect` for synchronous code (runs its own event loop; inside a running
     loop, e.g. a notebook, ``await collect(...)`` instead)."""
-    return asyncio.run(collect(env, policy, seeds, config, progress=progress))
+    return asyncio.run(collect(env, policy, specs, config, progress=progress))

@@ -164,9 +164,11 @@ def test_weight_update_rejects_foreign_names(
         ConfigError, match=r"wrong shape, e.g. model.norm.weight: \(63,\) != checkpoint \(64,\)"
     ):
         vllm_policy.update_weights(state)
+    version = vllm_policy.weight_version
     with pytest.raises(ConfigError, match="torch.nn.Module or a state dict"):
         vllm_policy.update_weights([1, 2])
     assert _gen(vllm_policy, prompt, max_tokens=4)[0].token_ids  # engine unharmed
+    assert vllm_policy.weight_version == version  # refused updates are not versions
 
 
 def test_weight_check_catches_a_mismatch(
@@ -186,8 +188,8 @@ def test_weight_check_catches_a_mismatch(
         def state_dict(self, *args: Any, **kwargs: Any) -> Any:
             return other
 
-        def forward(self, ids: Any) -> Any:
-            return self.real(ids)
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return self.real(*args, **kwargs)
 
     with pytest.raises(PolicyError, match="weight sync check failed"):
         vllm_policy.update_weights(Mislabelled())
@@ -201,6 +203,7 @@ def test_weight_update_waits_for_requests_in_flight(
     restore_weights: None,
 ) -> None:
     new = _perturbed(tiny_hf_model, seed=4)
+    version = vllm_policy.weight_version
 
     async def main() -> tuple[list[Any], list[Any]]:
         params = SamplingParams(max_tokens=400, seed=9)
@@ -213,6 +216,9 @@ def test_weight_update_waits_for_requests_in_flight(
     before, after = asyncio.run(main())
     for (g,) in before:  # finished entirely on the old weights
         assert _maxdiff(reference_logprobs(prompt, g.token_ids), g.logprobs) < 1e-4
+        assert g.weight_version == version
+    # Each generation records the version it was sampled with.
+    assert after[0].weight_version == version + 1 == vllm_policy.weight_version
     assert (
         _maxdiff(reference_logprobs(prompt, after[0].token_ids, model=new), after[0].logprobs)
         < 1e-4

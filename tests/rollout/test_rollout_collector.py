@@ -76,7 +76,8 @@ class FakeDoubleEnv:
         self.truncate_at, self.pad, self.hook = truncate_at, pad, hook
         self.closed = False
 
-    def reset(self, *, seed: int | None = None) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[list[dict[str, str]], dict[str, Any]]:
         time.sleep(self.sleep)
         if self.fail == (seed, 0):
             raise OSError("cannot start the tool sandbox")
@@ -297,7 +298,7 @@ def test_env_breaking_the_contract_is_an_error(tiny_tokenizer: Any) -> None:
             return [], float("nan"), False, False, {}
 
     class Silent(FakeDoubleEnv):
-        def reset(self, *, seed: int | None = None) -> Any:
+        def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
             return [], {}
 
     policy = FakeScriptedPolicy(tiny_tokenizer, lambda p: "hi")
@@ -367,7 +368,7 @@ def test_bad_arguments(tiny_tokenizer: Any) -> None:
     with pytest.raises(ConfigError, match="temperature"):
         RolloutConfig(temperature=-1.0)
     policy = FakeScriptedPolicy(tiny_tokenizer, solver)
-    with pytest.raises(ConfigError, match="seeds must be a sequence"):
+    with pytest.raises(ConfigError, match="specs must be a sequence"):
         collect_sync(FakeDoubleEnv, policy, 5)  # type: ignore[arg-type]
     assert collect_sync(FakeDoubleEnv, policy, []) == []
     with pytest.raises(EnvNotFoundError, match="Did you mean: agentrl/GuessNumber-v0"):

@@ -33,8 +33,10 @@ def handmade() -> Trajectory:
         loss_mask=mask,
         logprobs=logprobs,
         prompt_len=5,
-        turns=[Turn(5, 8, reward=0.1 + 0.2, finish_reason="stop", info={"ratio": -2.0 / 3.0}),
-               Turn(10, 12, reward=-1e-300, finish_reason="length", info={"tools": ["π", None]})],
+        turns=[Turn(5, 8, reward=0.1 + 0.2, finish_reason="stop", info={"ratio": -2.0 / 3.0},
+                    weight_version=3),
+               Turn(10, 12, reward=-1e-300, finish_reason="length", info={"tools": ["π", None]},
+                    weight_version=None)],
         seed=2**40,
         group_id="grp-✓",
         success=False,
@@ -44,7 +46,37 @@ def handmade() -> Trajectory:
         messages=[{"role": "user", "content": "naïve café 東京 😀 \u2028 \"quoted\" \\ back\nslash"},
                   {"role": "assistant", "content": "\x00 nul and \t tab"}],
         metadata={"nested": {"list": [1, 2.5, "x"], "empty": {}}, "big": 10**20},
+        task_id="HumanEval/7 ✓",
+        options={"task_id": "HumanEval/7 ✓", "level": [1, {"x": -0.0}]},
+        reset_info={"task_id": "HumanEval/7 ✓", "category": "strings", "n": 2**70},
     )
+
+
+def test_old_records_without_the_new_fields_still_load() -> None:
+    record = handmade().to_dict()
+    for key in ("task_id", "options", "reset_info"):
+        del record[key]
+    for turn in record["turns"]:
+        del turn["weight_version"]
+    old = Trajectory.from_json(json.dumps(record))
+    assert old.task_id is None and old.options == {} and old.reset_info == {}
+    assert old.weight_versions == [None, None]
+    assert old.valid and old.token_ids == handmade().token_ids
+
+
+def test_valid_is_false_only_for_errors_and_bad_new_fields_are_refused() -> None:
+    traj = handmade()
+    assert traj.valid
+    traj.end_reason = "error"
+    assert not traj.valid
+    record = handmade().to_dict()
+    record["task_id"] = 7
+    with pytest.raises(TrajectoryFormatError, match="task_id must be a str"):
+        Trajectory.from_dict(record)
+    record = handmade().to_dict()
+    record["reset_info"] = [1]
+    with pytest.raises(TrajectoryFormatError, match="options and reset_info must be dicts"):
+        Trajectory.from_dict(record)
 
 
 def test_roundtrip_is_exact(tmp_path: Path) -> None:
@@ -55,6 +87,7 @@ def test_roundtrip_is_exact(tmp_path: Path) -> None:
     assert save_jsonl(original, path) == 2
     loaded = load_jsonl(path)
     assert loaded == original
+    assert loaded[0].weight_versions == [3, None] and loaded[0].task_id == "HumanEval/7 ✓"
     for a, b in zip(original, loaded, strict=True):
         # Bit-exact floats (== would accept 0.0 for -0.0).
         assert [bits(x) for x in a.logprobs] == [bits(x) for x in b.logprobs]
