@@ -4,19 +4,30 @@
 
 - ``reset(*, seed=None, options=None) -> (messages, info)``: the first messages of the
   episode (system prompt with the tool schemas, and the task). Same seed, same task.
-- ``step(action: str) -> (messages, reward, terminated, truncated, info)``: ``action`` is
-  the assistant's raw text; ``messages`` are what the environment adds next (tool
-  results, the simulated user's reply); ``reward`` is this turn's reward;
-  ``terminated`` means the task ended (answered, solved, failed), ``truncated`` that a
-  limit was hit (turns). ``info`` holds at least ``parsed``, ``tool_calls``, ``turn`` and
-  ``success`` (``None`` until the episode ends).
+  Envs with a finite task set list it with :meth:`AgentEnv.task_ids`, and
+  ``options={"task_id": ID}`` selects one. ``info`` holds ``task_id`` (None when the env
+  has no ids) and ``success`` (None).
+- ``step(action) -> (messages, reward, terminated, truncated, info)``: ``action`` is the
+  assistant's raw text, or an assistant message dict (which may carry OpenAI-style
+  native ``tool_calls``, see :func:`agentrl.spaces.message_problem`); ``messages`` are
+  what the environment adds next (tool results, the simulated user's reply); ``reward``
+  is this turn's reward; ``terminated`` means the task ended (answered, solved, failed),
+  ``truncated`` that a limit was hit (turns). ``info`` holds at least the keys in
+  :data:`STEP_INFO_KEYS`: ``turn``, ``success`` (None until the episode ends),
+  ``parsed`` and ``tool_calls``. ``agentrl check`` verifies them.
 
 An agent's mistakes (bad JSON, unknown tool, wrong arguments) come back as messages.
-Misuse of the API (``step`` before ``reset``, after the end, a non-string action) raises
-from :mod:`agentrl.errors`.
+Misuse of the API (``step`` before ``reset``, after the end, an action that is neither a
+str nor an assistant message, an unknown task id) raises from :mod:`agentrl.errors`.
 
 :class:`ToolEnv` builds a full tool-use environment from tools, a task source
-(:meth:`ToolEnv.sample_task`) and a grader (:meth:`ToolEnv.grade`).
+(:meth:`ToolEnv.sample_task`) and a grader (:meth:`ToolEnv.grade`, or
+:meth:`ToolEnv.grade_episode` to grade the whole episode: the calls made and their
+results). :meth:`ToolEnv.user_reply` turns it into a dialogue: a simulated user answers
+the assistant's plain messages instead of ending the episode.
+
+:class:`AsyncEnv` is the optional async protocol (``areset``/``astep``/``aclose``) a
+remote env implements; collectors await it directly instead of using a thread.
 """
 
 from __future__ import annotations
@@ -25,35 +36,98 @@ import abc
 import copy
 import json
 import re
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import seeding
 
-from agentrl.errors import ConfigError, EpisodeEndedError, InvalidActionError, ResetNeededError
-from agentrl.parsers import ParseResult, ToolCallParser, get_parser
-from agentrl.spaces import ChatMessages, FreeText
+from agentrl.errors import (
+    ConfigError,
+    EnvDefinitionError,
+    EpisodeEndedError,
+    InvalidActionError,
+    ResetNeededError,
+    TaskNotFoundError,
+)
+from agentrl.parsers import ParseResult, ToolCallParser, get_parser, parse_native_calls
+from agentrl.spaces import ChatMessages, FreeText, message_problem
 from agentrl.tool import Tool, ToolResult
 
-__all__ = ["Message", "AgentEnv", "Task", "ToolEnv", "extract_answer", "MAX_ACTION_CHARS"]
+__all__ = [
+    "Message",
+    "AgentEnv",
+    "AsyncEnv",
+    "CallRecord",
+    "Episode",
+    "Task",
+    "ToolEnv",
+    "extract_answer",
+    "MAX_ACTION_CHARS",
+    "STEP_INFO_KEYS",
+    "RESET_INFO_KEYS",
+]
 
-Message = dict[str, str]
+#: A chat message: ``role``, ``content`` and optional ``name``/``tool_call_id``/``tool_calls``.
+Message = dict[str, Any]
 
 #: Longest action accepted (characters); longer actions get an error observation.
 MAX_ACTION_CHARS = 1_000_000
+#: Keys every ``step`` info holds (the env contract; ``agentrl check`` verifies them).
+STEP_INFO_KEYS = ("turn", "success", "parsed", "tool_calls")
+#: Keys every ``reset`` info holds.
+RESET_INFO_KEYS = ("task_id", "success")
+
+# PCG64 states of recently used seeds: seeding through SeedSequence costs ~10 µs, setting
+# a known state ~1 µs. Same seed, same state, so the generator's draws are unchanged.
+_SEED_STATES: OrderedDict[int, dict[str, Any]] = OrderedDict()
+_SEED_CACHE_SIZE = 4096
+
+
+def _copy_message(m: Message) -> Message:
+    """A copy the caller may mutate: str values are shared, anything else deep-copied."""
+    return {k: v if type(v) is str else copy.deepcopy(v) for k, v in m.items()}
+
+
+@runtime_checkable
+class AsyncEnv(Protocol):
+    """An environment with awaitable methods (a remote env, an env over a network).
+
+    Collectors await these directly on their event loop when an env has them (checked
+    with ``isinstance(env, AsyncEnv)``), and run the sync ``reset``/``step``/``close`` in
+    a thread pool otherwise. The arguments and results are those of the sync contract.
+    """
+
+    async def areset(
+        self, *, seed: int | None = None, options: Mapping[str, Any] | None = None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """Start an episode: the first messages and the reset info."""
+        ...
+
+    async def astep(
+        self, action: str | Message
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        """One assistant turn: new messages, reward, terminated, truncated, info."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the env's resources (connections, sandboxes)."""
+        ...
 
 
 class AgentEnv(gym.Env[list[Message], str], abc.ABC):
     """Base class of agentrl environments. Subclasses implement ``_reset`` and ``_step``.
 
     The base class handles the API checks, keeps the conversation in ``self.messages``
-    (for :meth:`render` and for people), and returns fresh copies of every observation.
+    (for :meth:`render` and for people), and returns copies of the observations that the
+    caller may mutate freely.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
-    #: One line shown by ``agentrl envs``.
+    #: One line shown by ``agentrl envs`` (used when ``register_env`` is given none).
     description: ClassVar[str] = ""
 
     def __init__(self, render_mode: str | None = None):
@@ -69,41 +143,57 @@ class AgentEnv(gym.Env[list[Message], str], abc.ABC):
         self._state = "new"  # new -> running -> ended
 
     # -- the contract ---------------------------------------------------------------
+    def task_ids(self) -> list[str] | None:
+        """Ids of a finite task set, in a fixed order; None (default): tasks are generated.
+
+        ``reset(options={"task_id": ID})`` selects a task by one of these ids.
+        """
+        return None
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[list[Message], dict[str, Any]]:
-        super().reset(seed=seed)
+        if seed is not None:
+            self._seed(seed)
         self.turn = 0
-        messages, info = self._reset(dict(options or {}))
-        self.messages = copy.deepcopy(messages)
+        opts = dict(options) if options else {}
+        task_id = opts.get("task_id")
+        if task_id is not None:
+            self._check_task_id(task_id)
+        messages, info = self._reset(opts)
+        info.setdefault("task_id", task_id)
+        info.setdefault("success", None)
+        self.messages = list(messages)
         self._state = "running"
         if self.render_mode == "human":
             self.render()
-        return copy.deepcopy(messages), info
+        return [_copy_message(m) for m in messages], info
 
-    def step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
-        if self._state == "new":
-            raise ResetNeededError(f"{type(self).__name__}: call reset() before step()")
-        if self._state == "ended":
-            raise EpisodeEndedError(
-                f"{type(self).__name__}: the episode has ended (terminated or truncated); "
-                "call reset() to start a new one"
-            )
-        if not isinstance(action, str):
-            raise InvalidActionError(
-                f"the action must be the assistant's text as a str, got {type(action).__name__}"
-            )
-        self.turn += 1
-        self.messages.append({"role": "assistant", "content": action})
-        messages, reward, terminated, truncated, info = self._step(action)
+    def step(
+        self, action: str | Message
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        if self._state != "running":
+            self._raise_not_running()
+        if isinstance(action, str):
+            self.turn += 1
+            self.messages.append({"role": "assistant", "content": action})
+            messages, reward, terminated, truncated, info = self._step(action)
+        else:
+            message = self._check_message_action(action)
+            self.turn += 1
+            self.messages.append(message)
+            messages, reward, terminated, truncated, info = self._step_message(message)
         info.setdefault("turn", self.turn)
         info.setdefault("success", None)
-        self.messages.extend(copy.deepcopy(messages))
+        self.messages.extend(messages)
         if terminated or truncated:
             self._state = "ended"
         if self.render_mode == "human":
             self.render()
-        return copy.deepcopy(messages), float(reward), bool(terminated), bool(truncated), info
+        return (
+            [_copy_message(m) for m in messages], float(reward), bool(terminated),
+            bool(truncated), info,
+        )
 
     @abc.abstractmethod
     def _reset(self, options: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
@@ -112,6 +202,15 @@ class AgentEnv(gym.Env[list[Message], str], abc.ABC):
     @abc.abstractmethod
     def _step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
         """Apply one assistant turn (``action`` is a str, already checked)."""
+
+    def _step_message(
+        self, message: Message
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        """Apply an assistant message action (already checked). Default: its text only.
+
+        Envs that take native tool calls (:class:`ToolEnv`) override this.
+        """
+        return self._step(message.get("content") or "")
 
     def oracle_action(self) -> str:
         """A correct next action for the current state (demonstrations, tests, benchmarks)."""
@@ -122,11 +221,60 @@ class AgentEnv(gym.Env[list[Message], str], abc.ABC):
         return self._state == "ended"
 
     def render(self) -> str | None:
-        text = "\n".join(f"[{m['role']}] {m['content']}" for m in self.messages)
+        text = "\n".join(f"[{m['role']}] {m.get('content') or ''}" for m in self.messages)
         if self.render_mode == "human":
             print(text)
             return None
         return text
+
+    # -- helpers --------------------------------------------------------------------
+    def _seed(self, seed: int) -> None:
+        """``gym.Env.reset(seed=...)``'s seeding, with the generator state cached per seed."""
+        state = _SEED_STATES.get(seed) if type(seed) is int else None
+        rng = self._np_random
+        if state is None or rng is None or type(rng.bit_generator) is not np.random.PCG64:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)  # checks the seed
+            if type(seed) is int:
+                _SEED_STATES[seed] = self._np_random.bit_generator.state
+                if len(_SEED_STATES) > _SEED_CACHE_SIZE:
+                    _SEED_STATES.popitem(last=False)
+            return
+        rng.bit_generator.state = state
+        self._np_random_seed = seed
+
+    def _check_task_id(self, task_id: Any) -> None:
+        ids = self.task_ids()
+        if ids is None:
+            raise TaskNotFoundError(
+                f"{type(self).__name__} has no fixed task list (its tasks are generated from "
+                f"the seed), so options={{'task_id': {task_id!r}}} cannot select one; use a seed"
+            )
+        if task_id not in ids:
+            shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+            raise TaskNotFoundError(
+                f"unknown task_id {task_id!r} for {type(self).__name__}; its {len(ids)} task ids "
+                f"are listed by task_ids() ({shown})"
+            )
+
+    def _raise_not_running(self) -> None:
+        if self._state == "new":
+            raise ResetNeededError(f"{type(self).__name__}: call reset() before step()")
+        raise EpisodeEndedError(
+            f"{type(self).__name__}: the episode has ended (terminated or truncated); "
+            "call reset() to start a new one"
+        )
+
+    @staticmethod
+    def _check_message_action(action: Any) -> Message:
+        if not isinstance(action, dict):
+            raise InvalidActionError(
+                "the action must be the assistant's text as a str or an assistant message "
+                f"dict, got {type(action).__name__}"
+            )
+        problem = message_problem(action, ("assistant",))
+        if problem is not None:
+            raise InvalidActionError(f"the action is not a valid assistant message: {problem}")
+        return _copy_message(action)
 
 
 @dataclass(frozen=True)
@@ -143,11 +291,45 @@ class Task:
     """Extra data the env's grader or oracle needs."""
 
 
+@dataclass(frozen=True)
+class CallRecord:
+    """One tool call of an episode, as the env ran it."""
+
+    turn: int
+    """The assistant turn (1-based) that made the call."""
+    name: str
+    """Tool name the model asked for."""
+    arguments: Any
+    """The decoded arguments (JSON-safe), whether or not they were valid."""
+    ok: bool
+    """False when the call failed (unknown tool, bad arguments, tool error, too many calls)."""
+    content: str
+    """The text the model got back (the ``tool`` message)."""
+    error_kind: str | None
+    """``unknown_tool``, ``bad_arguments``, ``tool_error`` or ``too_many_calls``; None if ok."""
+
+
+@dataclass(frozen=True)
+class Episode:
+    """What a grader sees of an episode at its final answer."""
+
+    answer: str
+    """The final answer, extracted from the final message (see :func:`extract_answer`)."""
+    final_message: str
+    """The full text of the assistant's final message."""
+    calls: list[CallRecord]
+    """Every tool call of the episode, in order."""
+    messages: list[Message]
+    """The whole conversation so far, final message included."""
+
+
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def extract_answer(text: str) -> str:
     """The final answer in an assistant message: inside ``<answer>…</answer>`` if present."""
+    if "<answer>" not in text:
+        return text.strip()
     found = _ANSWER_TAG.findall(text)
     return found[-1].strip() if found else text.strip()
 
@@ -156,10 +338,12 @@ class ToolEnv(AgentEnv):
     """A multi-turn tool-use environment built from tools, a task source and a grader.
 
     Each turn the assistant either calls tools (results come back as ``tool`` messages)
-    or gives a final answer (a message with no tool call; ``<answer>…</answer>`` marks it
-    explicitly). The episode terminates on the final answer, whose reward comes from
-    :meth:`grade`, and is truncated after ``max_turns`` turns. Subclasses implement
-    :meth:`sample_task`, :meth:`grade` and, for demonstrations, :meth:`oracle_actions`.
+    or writes a message with no tool call. By default that message is the final answer
+    (``<answer>…</answer>`` marks it explicitly): the episode terminates with the reward
+    from :meth:`grade_episode` (which calls :meth:`grade` unless overridden). An env whose
+    :meth:`user_reply` returns messages continues instead (a dialogue). Episodes are
+    truncated after ``max_turns`` turns. Subclasses implement :meth:`sample_task`,
+    :meth:`grade` or :meth:`grade_episode`, and, for demonstrations, :meth:`oracle_actions`.
     """
 
     #: Instructions placed before the tool list in the system prompt.
@@ -176,6 +360,9 @@ class ToolEnv(AgentEnv):
         render_mode: str | None = None,
     ):
         super().__init__(render_mode=render_mode)
+        cls = type(self)
+        if cls.grade is ToolEnv.grade and cls.grade_episode is ToolEnv.grade_episode:
+            raise EnvDefinitionError(f"{cls.__name__} must implement grade() or grade_episode()")
         if max_turns < 1:
             raise ConfigError(f"max_turns must be >= 1, got {max_turns}")
         if max_calls_per_turn < 1:
@@ -188,15 +375,37 @@ class ToolEnv(AgentEnv):
         self.max_calls_per_turn = max_calls_per_turn
         self.success_threshold = success_threshold
         self.task: Task | None = None
+        #: Every tool call of the current episode, in order.
+        self.calls: list[CallRecord] = []
+        self._prompt_cache: tuple[tuple[Any, ...], str] | None = None
 
     # -- to implement ---------------------------------------------------------------
     @abc.abstractmethod
     def sample_task(self, rng: np.random.Generator, options: dict[str, Any]) -> Task:
-        """Draw a task with ``rng`` (seeded by ``reset``); ``options`` come from ``reset``."""
+        """Draw a task with ``rng`` (seeded by ``reset``); ``options`` come from ``reset``.
 
-    @abc.abstractmethod
+        With ``options["task_id"]`` (already checked against :meth:`task_ids`), return
+        that task.
+        """
+
     def grade(self, task: Task, answer: str) -> float:
         """Reward for the final ``answer`` (already extracted from the message)."""
+        raise NotImplementedError(f"{type(self).__name__} implements grade_episode, not grade")
+
+    def grade_episode(self, task: Task, episode: Episode) -> float:
+        """Reward for the whole episode; default: :meth:`grade` of the final answer.
+
+        Override to grade the calls themselves (``episode.calls``) or the conversation.
+        """
+        return self.grade(task, episode.answer)
+
+    def user_reply(self, task: Task, episode: Episode) -> list[Message] | None:
+        """The simulated user's reply to an assistant message without a tool call.
+
+        None (default) ends the episode and grades it. A list of messages (role
+        ``user``) continues the episode with them; ``episode`` is the conversation so far.
+        """
+        return None
 
     def oracle_actions(self, task: Task) -> list[str]:
         """The assistant messages of a correct solution, in order (tool calls, then answer)."""
@@ -214,16 +423,23 @@ class ToolEnv(AgentEnv):
 
     # -- machinery ------------------------------------------------------------------
     def system_prompt(self) -> str:
+        """The system message: instructions, tool schemas, call format (built once per setup)."""
+        key = (self.instructions, self.parser, *self.tools.values())
+        if self._prompt_cache is not None and self._prompt_cache[0] == key:
+            return self._prompt_cache[1]
         schemas = "\n".join(json.dumps(t.schema, ensure_ascii=False) for t in self.tools.values())
         parts = [self.instructions]
         if self.tools:
             parts.append("You can call these tools:\n<tools>\n" + schemas + "\n</tools>")
             parts.append(self.parser.format_instructions())
         parts.append("Give your final answer inside <answer></answer>.")
-        return "\n\n".join(parts)
+        prompt = "\n\n".join(parts)
+        self._prompt_cache = (key, prompt)
+        return prompt
 
     def _reset(self, options: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
         self.on_episode_start()
+        self.calls = []
         self.task = self.sample_task(self.np_random, options)
         messages = [
             {"role": "system", "content": self.system_prompt()},
@@ -238,26 +454,41 @@ class ToolEnv(AgentEnv):
         return plan[min(self.turn, len(plan) - 1)]
 
     def _step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
-        assert self.task is not None  # guaranteed by AgentEnv.step's state check
-        info: dict[str, Any] = {"task_id": self.task.id, "success": None}
         if len(action) > MAX_ACTION_CHARS:
-            parsed = ParseResult()
-            messages = [self._error_message(f"your message is too long ({len(action)} characters; limit {MAX_ACTION_CHARS})")]
-            info.update(parsed=False, tool_calls=[], answer=None)
-            return self._finish_turn(messages, 0.0, False, info)
-        parsed = self.parser.parse(action)
-        info["parsed"] = parsed.ok
-        info["parse_errors"] = [e.message for e in parsed.errors]
+            info = {"task_id": self._task().id, "success": None, "parsed": False,
+                    "parse_errors": ["too long"], "tool_calls": [], "answer": None}
+            message = self._error_message(
+                f"your message is too long ({len(action)} characters; limit {MAX_ACTION_CHARS})"
+            )
+            return self._finish_turn([message], 0.0, False, info)
+        return self._handle(action, self.parser.parse(action))
+
+    def _step_message(
+        self, message: Message
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        text = message.get("content") or ""
+        if "tool_calls" not in message:
+            return self._step(text)
+        native = parse_native_calls(message["tool_calls"])
+        return self._handle(text, ParseResult(native.calls, native.errors, text.strip()))
+
+    def _handle(
+        self, text: str, parsed: ParseResult
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        task = self._task()
+        info: dict[str, Any] = {
+            "task_id": task.id, "success": None, "parsed": not parsed.errors,
+            "parse_errors": [e.message for e in parsed.errors] if parsed.errors else [],
+        }
         if not parsed.calls and not parsed.errors:
-            answer = extract_answer(action)
-            reward = float(self.grade(self.task, answer))
-            info.update(tool_calls=[], answer=answer, success=reward >= self.success_threshold)
-            self.on_episode_end()
-            return [], reward, True, False, info
-        messages: list[Message] = [self._error_message(f"could not parse a tool call: {e.message}") for e in parsed.errors]
+            return self._no_call_turn(task, text, info)
+        messages: list[Message] = [
+            self._error_message(f"could not parse a tool call: {e.message}") for e in parsed.errors
+        ]
         results: list[ToolResult] = []
+        records = []
+        turn = self.turn
         for i, call in enumerate(parsed.calls):
-            call_id = f"call_{self.turn}_{i}"
             if i >= self.max_calls_per_turn:
                 result = ToolResult(call.name, f"Error: at most {self.max_calls_per_turn} tool calls per turn", False, "too_many_calls")
             elif call.name not in self.tools:
@@ -266,13 +497,45 @@ class ToolEnv(AgentEnv):
             else:
                 result = self.tools[call.name].run(call.arguments)
             results.append(result)
-            messages.append({"role": "tool", "name": call.name, "tool_call_id": call_id, "content": result.content})
+            messages.append({"role": "tool", "name": call.name,
+                             "tool_call_id": call.id or f"call_{turn}_{i}", "content": result.content})
+            records.append(CallRecord(turn, call.name, _json_copy(call.arguments), result.ok,
+                                      result.content, result.error_kind))
+        self.calls.extend(records)
         info["tool_calls"] = [
-            {"name": r.name, "arguments": _json_safe(c.arguments), "ok": r.ok, "error_kind": r.error_kind}
-            for c, r in zip(parsed.calls, results, strict=True)
+            {"name": r.name, "arguments": _json_copy(r.arguments), "ok": r.ok,
+             "error_kind": r.error_kind}
+            for r in records
         ]
         info["answer"] = None
         return self._finish_turn(messages, self.turn_reward(parsed, results), False, info)
+
+    def _no_call_turn(
+        self, task: Task, text: str, info: dict[str, Any]
+    ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        """A message without a tool call: the final answer, or a turn of a dialogue."""
+        answer = extract_answer(text)
+        episode = Episode(answer, text, list(self.calls), list(self.messages))
+        info["tool_calls"] = []
+        info["answer"] = answer
+        reply = self.user_reply(task, episode)
+        if reply is not None:
+            messages = list(reply)
+            for m in messages:
+                if (problem := message_problem(m)) is not None:
+                    raise EnvDefinitionError(
+                        f"{type(self).__name__}.user_reply returned an invalid message: {problem}"
+                    )
+            return self._finish_turn(messages, 0.0, False, info)
+        reward = float(self.grade_episode(task, episode))
+        info["success"] = reward >= self.success_threshold
+        self.on_episode_end()
+        return [], reward, True, False, info
+
+    def _task(self) -> Task:
+        if self.task is None:  # unreachable through step(): AgentEnv checks reset first
+            raise ResetNeededError("call reset() before step()")
+        return self.task
 
     def _finish_turn(
         self, messages: list[Message], reward: float, terminated: bool, info: dict[str, Any]
@@ -292,6 +555,18 @@ class ToolEnv(AgentEnv):
         super().close()
 
 
-def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so ``info`` never holds objects a JSONL writer would choke on."""
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_copy(value: Any) -> Any:
+    """A JSON-safe copy of ``value`` (the parsers' JSON output is copied directly; anything
+    else, e.g. a tuple from a pythonic call, goes through a JSON round trip with ``repr``)."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return value
+    if kind is dict:
+        if all(type(k) is str for k in value):
+            return {k: _json_copy(v) for k, v in value.items()}
+    elif kind is list:
+        return [_json_copy(v) for v in value]
     return json.loads(json.dumps(value, default=repr))

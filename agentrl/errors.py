@@ -14,6 +14,9 @@ __all__ = [
     "ConfigError",
     "EnvError",
     "EnvNotFoundError",
+    "EnvDefinitionError",
+    "TaskNotFoundError",
+    "ToolFormatError",
     "ResetNeededError",
     "EpisodeEndedError",
     "InvalidActionError",
@@ -114,3 +117,16 @@ class InvalidPromptError(PolicyError, ValueError):
 class DataUnavailableError(AgentRLError):
     """Benchmark or model data shipped in a PyPI wheel could not be fetched (offline, no
     such version) or is not in the cache; the message says where to put the wheel."""
+
+
+class EnvDefinitionError(EnvError, TypeError):
+    """An environment class is incomplete or inconsistent (e.g. a ToolEnv with no grader)."""
+
+
+class TaskNotFoundError(EnvError, ConfigError):
+    """``reset(options={"task_id": ...})`` named a task the env does not have, or the env
+    has no fixed task list (it generates tasks from the seed)."""
+
+
+class ToolFormatError(ConfigError):
+    """An unknown tool-call format was asked for (the message lists the known ones)."""

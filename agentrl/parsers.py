@@ -9,6 +9,9 @@ Parsing is *total*: for every input string a parser returns a :class:`ParseResul
   list of them (optionally inside a Markdown code fence).
 - ``pythonic``: ``[f(a=1, b="x"), g()]`` as used by BFCL and Llama models; arguments
   must be Python literals (parsed with :mod:`ast`, never evaluated).
+
+:func:`parse_native_calls` reads OpenAI-style native ``tool_calls`` (a chat API's
+structured calls) into the same :class:`ParseResult`, keeping each call's id.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentrl.errors import ToolFormatError
+from agentrl.spaces import tool_call_problem
+
 __all__ = [
     "ToolCall",
     "ParseError",
@@ -30,6 +36,7 @@ __all__ = [
     "PythonicParser",
     "PARSERS",
     "get_parser",
+    "parse_native_calls",
 ]
 
 # Inputs past this size are not handed to json/ast (cost and recursion); they still get a
@@ -47,7 +54,9 @@ class ToolCall:
     arguments: Any = field(default_factory=dict)
     """Decoded arguments; a dict when well-formed (validated later against the tool schema)."""
     id: str = ""
-    """Call id, filled in by the environment (``call_<turn>_<i>``)."""
+    """The call's id when the model gave one (native ``tool_calls``, see
+    :func:`parse_native_calls`); empty for text formats, which have no ids (the
+    environment then names the call ``call_<turn>_<i>`` in its ``tool`` message)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,9 @@ def _snip(text: str, limit: int = 80) -> str:
 
 
 def _too_deep(text: str) -> bool:
+    # Fast path (C-speed counts): nesting can never exceed the number of openers.
+    if text.count("{") + text.count("[") + text.count("(") <= _MAX_NESTING:
+        return False
     depth = peak = 0
     for ch in text:
         if ch in "[{(":
@@ -142,20 +154,29 @@ class HermesParser(ToolCallParser):
     _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 
     def parse(self, text: str) -> ParseResult:
+        if "<tool_call>" not in text:  # fast path: a plain message (no block can match)
+            return ParseResult(content=text.strip())
         calls: list[ToolCall] = []
         errors: list[ParseError] = []
+        pieces: list[str] = []  # the text outside the blocks, i.e. _BLOCK.sub("", text)
+        pos = 0
         for m in self._BLOCK.finditer(text):
+            pieces.append(text[pos : m.start()])
+            pos = m.end()
             body = m.group(1).strip()
             obj, err = _loads(body)
             if err:
                 errors.append(ParseError(err, _snip(body)))
                 continue
-            objs = obj if isinstance(obj, list) else [obj]
-            for o in objs:
+            if type(obj) is dict:
+                item = _call_from_obj(obj)
+                (calls if type(item) is ToolCall else errors).append(item)  # type: ignore[arg-type]
+                continue
+            for o in obj if isinstance(obj, list) else [obj]:
                 item = _call_from_obj(o)
                 (calls if isinstance(item, ToolCall) else errors).append(item)  # type: ignore[arg-type]
-        content = self._BLOCK.sub("", text).strip()
-        return ParseResult(tuple(calls), tuple(errors), content)
+        pieces.append(text[pos:])
+        return ParseResult(tuple(calls), tuple(errors), "".join(pieces).strip())
 
     def render(self, calls: list[ToolCall], content: str = "") -> str:
         blocks = [
@@ -286,7 +307,31 @@ def get_parser(name: str | ToolCallParser) -> ToolCallParser:
         return name
     try:
         return PARSERS[name]()
-    except KeyError:
-        raise ValueError(
-            f"unknown tool-call format {name!r}; choose one of: {', '.join(PARSERS)}"
+    except (KeyError, TypeError):  # TypeError: an unhashable name
+        raise ToolFormatError(
+            f"unknown tool-call format {name!r}; choose one of: {', '.join(PARSERS)} "
+            "(or pass a ToolCallParser instance)"
         ) from None
+
+
+def parse_native_calls(tool_calls: Any) -> ParseResult:
+    """Read OpenAI-style native ``tool_calls`` (from an assistant message) into calls.
+
+    Each entry is ``{"id": str, "type": "function", "function": {"name": str,
+    "arguments": JSON str | dict}}``. Never raises: malformed entries become
+    parse errors, as for text formats. The calls keep their ``id``.
+    """
+    if not isinstance(tool_calls, list):
+        return ParseResult(errors=(ParseError(f"tool_calls must be a list, got {type(tool_calls).__name__}"),))
+    calls: list[ToolCall] = []
+    errors: list[ParseError] = []
+    for entry in tool_calls:
+        if problem := tool_call_problem(entry):
+            errors.append(ParseError(problem, _snip(repr(entry))))
+            continue
+        item = _call_from_obj(entry["function"])
+        if isinstance(item, ParseError):
+            errors.append(item)
+        else:
+            calls.append(ToolCall(item.name, item.arguments, str(entry.get("id", ""))))
+    return ParseResult(tuple(calls), tuple(errors), "")

@@ -1,4 +1,17 @@
-"""Gymnasium spaces for chat environments: free text actions and chat-message observations."""
+"""Gymnasium spaces for chat environments: free text actions and chat-message observations.
+
+:func:`message_problem` is the one definition of a valid chat message (used by
+:class:`ChatMessages`, by :class:`~agentrl.env.AgentEnv` for message actions, and
+available to collectors): a dict with a ``role`` from :data:`ROLES` and a ``str``
+``content``; optional ``name`` and ``tool_call_id`` strings; and, on assistant messages,
+OpenAI-style native ``tool_calls``::
+
+    {"role": "assistant", "content": None,          # None allowed only with tool_calls
+     "tool_calls": [{"id": "call_1", "type": "function",
+                     "function": {"name": "calculator", "arguments": "{\"expression\": \"1+1\"}"}}]}
+
+``arguments`` is a JSON string (OpenAI) or an object (Hugging Face chat templates).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +22,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["FreeText", "ChatMessages", "ROLES"]
+from agentrl.errors import ConfigError
+
+__all__ = ["FreeText", "ChatMessages", "ROLES", "message_problem", "tool_call_problem"]
 
 #: Roles an environment may emit.
 ROLES = ("system", "user", "assistant", "tool")
@@ -31,7 +46,7 @@ class FreeText(spaces.Space[str]):
 
     def __init__(self, max_length: int = 1_000_000, seed: int | np.random.Generator | None = None):
         if max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {max_length}")
+            raise ConfigError(f"max_length must be >= 1, got {max_length}")
         self.max_length = int(max_length)
         super().__init__(dtype=str, seed=seed)
 
@@ -59,13 +74,71 @@ class FreeText(spaces.Space[str]):
         return isinstance(other, FreeText) and other.max_length == self.max_length
 
 
+_OPTIONAL_STR = frozenset({"name", "tool_call_id"})
+
+
+def tool_call_problem(call: Any) -> str | None:
+    """What is wrong with one OpenAI-style ``tool_calls`` entry, or None if it is valid.
+
+    ``{"id": str, "type": "function", "function": {"name": str, "arguments": str | dict}}``;
+    ``id`` and ``type`` may be omitted (some servers leave them out).
+    """
+    if not isinstance(call, dict):
+        return f"a tool call must be a dict, got {type(call).__name__}"
+    extra = set(call) - {"id", "type", "function", "index"}
+    if extra:
+        return f"unexpected tool call key(s): {', '.join(sorted(map(str, extra)))}"
+    if "id" in call and not isinstance(call["id"], str):
+        return "a tool call's id must be a str"
+    if call.get("type", "function") != "function":
+        return f"a tool call's type must be 'function', got {call.get('type')!r}"
+    fn = call.get("function")
+    if not isinstance(fn, dict):
+        return "a tool call needs a 'function' dict with 'name' and 'arguments'"
+    if not isinstance(fn.get("name"), str) or not fn["name"]:
+        return "a tool call's function needs a non-empty 'name' str"
+    if not isinstance(fn.get("arguments", ""), str | dict):
+        return "a tool call's arguments must be a JSON string or a dict"
+    if set(fn) - {"name", "arguments"}:
+        return f"unexpected function key(s): {', '.join(sorted(map(str, set(fn) - {'name', 'arguments'})))}"
+    return None
+
+
+def message_problem(m: Any, roles: Sequence[str] = ROLES) -> str | None:
+    """What is wrong with chat message ``m``, or None if it is a valid message."""
+    if not isinstance(m, dict):
+        return f"a message must be a dict, got {type(m).__name__}"
+    role = m.get("role")
+    if role not in roles:
+        return f"role must be one of {', '.join(roles)}, got {role!r}"
+    calls = m.get("tool_calls")
+    if "tool_calls" in m:
+        if role != "assistant":
+            return "only assistant messages may carry tool_calls"
+        if not isinstance(calls, list) or not calls:
+            return "tool_calls must be a non-empty list"
+        for call in calls:
+            if err := tool_call_problem(call):
+                return err
+    content = m.get("content")
+    if not isinstance(content, str) and not (content is None and calls):
+        return "content must be a str (None only on an assistant message with tool_calls)"
+    for key in m:
+        if key in ("role", "content", "tool_calls"):
+            continue
+        if key not in _OPTIONAL_STR:
+            return f"unexpected message key {key!r}"
+        if not isinstance(m[key], str):
+            return f"{key} must be a str"
+    return None
+
+
 class ChatMessages(spaces.Space[list]):
     """A list of chat messages: dicts with a ``role`` from :data:`ROLES` and a ``str`` content.
 
-    Optional string keys ``name`` and ``tool_call_id`` are allowed, as chat formats have them.
+    Optional string keys ``name`` and ``tool_call_id`` are allowed, as chat formats have them,
+    and native ``tool_calls`` on assistant messages (see :func:`message_problem`).
     """
-
-    _OPTIONAL = frozenset({"name", "tool_call_id"})
 
     def __init__(
         self,
@@ -94,13 +167,13 @@ class ChatMessages(spaces.Space[list]):
     def contains(self, x: Any) -> bool:
         if not isinstance(x, list) or len(x) > self.max_messages:
             return False
+        roles = self.roles
         for m in x:
-            if not isinstance(m, dict) or m.get("role") not in self.roles:
-                return False
-            if not isinstance(m.get("content"), str):
-                return False
-            extra = set(m) - {"role", "content"}
-            if not extra <= self._OPTIONAL or not all(isinstance(m[k], str) for k in extra):
+            # Fast path: the common {"role", "content"} message with plain strings.
+            if type(m) is dict and len(m) == 2 and type(m.get("content")) is str:
+                if m.get("role") not in roles:
+                    return False
+            elif message_problem(m, roles) is not None:
                 return False
         return True
 

@@ -47,7 +47,7 @@ class GuessNumberEnv(AgentEnv):
             {"role": "user", "content": (
                 f"I am thinking of an integer between {self.low} and {self.high}. "
                 f"You have {self.max_turns} guesses. What is your first guess?")},
-        ], {"success": None}
+        ], {"task_id": f"guess-{self.low}-{self.high}-{self.secret}", "success": None}
 
     def _step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
         found = _INT.findall(extract_answer(action)[-1000:])

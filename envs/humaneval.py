@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from agentrl.env import Task
-from agentrl.envs.python_interpreter import SessionToolEnv
-from agentrl.errors import ConfigError
+from agentrl.errors import ConfigError, TaskNotFoundError
 from agentrl.parsers import ToolCall
 from agentrl.sandbox import Limits
 from agentrl.sandbox.grading import FunctionGrader, GradeResult
+from agentrl.session_env import SessionToolEnv
 
 __all__ = ["HumanEvalEnv", "load_problems", "extract_code", "data_path"]
 
@@ -75,21 +75,27 @@ class HumanEvalEnv(SessionToolEnv):
                  **kwargs: Any) -> None:
         super().__init__(max_turns=max_turns, **kwargs)
         self.problems = load_problems()
+        self._ids = {p["task_id"]: i for i, p in enumerate(self.problems)}
         self.grader = FunctionGrader(self.backend, grade_limits or GRADE_LIMITS)
         self.last_grade: GradeResult | None = None
 
+    def task_ids(self) -> list[str]:
+        """The 164 ids, ``HumanEval/0`` .. ``HumanEval/163``, in the data file's order."""
+        return list(self._ids)
+
+    def _check_task_id(self, task_id: Any) -> None:
+        if not (isinstance(task_id, str) and task_id in self._ids):  # a dict lookup, not a scan
+            raise TaskNotFoundError(f"unknown HumanEval task_id {task_id!r}; ids are "
+                                    f"'HumanEval/0' .. 'HumanEval/{len(self._ids) - 1}'")
+
     def _problem_index(self, rng: np.random.Generator, options: dict[str, Any]) -> int:
-        if "task_id" in options:
-            ids = [p["task_id"] for p in self.problems]
-            if options["task_id"] not in ids:
-                raise ConfigError(f"unknown HumanEval task_id {options['task_id']!r}; "
-                                  "ids look like 'HumanEval/0' .. 'HumanEval/163'")
-            return ids.index(options["task_id"])
+        if "task_id" in options:  # AgentEnv.reset has checked it against task_ids()
+            return self._ids[options["task_id"]]
         if "index" in options:
-            index = int(options["index"])
-            if not 0 <= index < len(self.problems):
-                raise ConfigError(f"index must be in [0, {len(self.problems) - 1}], got {index}")
-            return index
+            index = options["index"]
+            if not isinstance(index, int | np.integer) or not 0 <= index < len(self.problems):
+                raise ConfigError(f"index must be an int in [0, {len(self.problems) - 1}], got {index!r}")
+            return int(index)
         return int(rng.integers(len(self.problems)))
 
     def sample_task(self, rng: np.random.Generator, options: dict[str, Any]) -> Task:

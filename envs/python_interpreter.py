@@ -1,7 +1,7 @@
 """``agentrl/PythonInterpreter-v0``: data and math questions solved with a persistent Python.
 
-Each episode has its own sandboxed interpreter (a :class:`~agentrl.tools.python.PythonSession`,
-taken from a warm pool). Data tasks preload a variable ``data`` (a list of records) into
+Each episode has its own sandboxed interpreter (a :class:`~agentrl.session_env.SessionToolEnv`
+session, taken from a warm pool). Data tasks preload a variable ``data`` (a list of records) into
 that interpreter, so the agent has to inspect and compute with code over several turns;
 math tasks need code because the numbers are too large to work out by hand. Tasks come
 from the seed (same seed, same task). Reward 1 for the right final number, else 0. The
@@ -16,67 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from agentrl.env import Task, ToolEnv
-from agentrl.errors import ConfigError, SandboxError
+from agentrl.env import Task
+from agentrl.errors import ConfigError
 from agentrl.parsers import ToolCall
-from agentrl.sandbox import Limits, SandboxBackend, SessionPool, Status, get_backend
-from agentrl.tool import Tool
-from agentrl.tools.python import TOOL_LIMITS, PythonSession
+from agentrl.session_env import SessionToolEnv
 
+# SessionToolEnv lives in agentrl.session_env; re-exported here for older imports.
 __all__ = ["PythonInterpreterEnv", "SessionToolEnv", "FAMILIES", "make_task"]
 
 _NAMES = ("Ada", "Bo", "Chen", "Dara", "Emil", "Farah", "Goran", "Hana", "Ines", "Jon")
 _CITIES = ("Oslo", "Lima", "Pune", "Kyiv", "Accra", "Quito")
-
-
-class SessionToolEnv(ToolEnv):
-    """A :class:`ToolEnv` whose ``python`` tool runs in one sandboxed session per episode.
-
-    Args:
-        backend: sandbox backend name or instance (default ``"bwrap"``).
-        pool_size: sessions kept started ahead of time (0: start on demand).
-        limits: per-call limits of the ``python`` tool.
-    """
-
-    def __init__(self, *, backend: str | SandboxBackend = "bwrap", pool_size: int = 1,
-                 limits: Limits | None = None, **kwargs: Any) -> None:
-        self.backend = get_backend(backend) if isinstance(backend, str) else backend
-        self.limits = limits or TOOL_LIMITS
-        self.pool = SessionPool(self.backend, size=pool_size, limits=self.limits)
-        self.python: PythonSession | None = None
-        tool = Tool(self._run_python, name="python")
-        super().__init__([tool, *kwargs.pop("extra_tools", ())], **kwargs)
-
-    def _run_python(self, code: str) -> str:
-        """Run Python code in a persistent interpreter: variables, functions and imports stay defined between calls. The value of a final expression is printed, as in a notebook.
-
-        Args:
-            code: Python code to run. No network access; each call has a time limit.
-        """
-        if self.python is None:  # only reachable through misuse: the env checks reset first
-            raise SandboxError("no session: call reset() first")
-        return self.python.run(code)
-
-    def on_episode_start(self) -> None:
-        self.on_episode_end()
-        self.python = PythonSession(self.backend, self.limits, pool=self.pool)
-
-    def on_episode_end(self) -> None:
-        session, self.python = self.python, None
-        if session is not None:
-            session.close()
-
-    def run_setup(self, code: str) -> None:
-        """Run trusted set-up code in the episode's session; raises SandboxError if it fails."""
-        if not code or self.python is None:
-            return
-        result = self.python.execute(code)
-        if result.status is not Status.OK:
-            raise SandboxError(f"episode set-up failed in the sandbox: {result.stderr[-500:]}")
-
-    def close(self) -> None:
-        super().close()
-        self.pool.close()
 
 
 # -- tasks -----------------------------------------------------------------------------

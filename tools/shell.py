@@ -7,8 +7,8 @@ system's tools (coreutils, python3, ...) are available read-only, the network is
 from __future__ import annotations
 
 from agentrl.sandbox import Limits, SandboxBackend
+from agentrl.sandbox.tooling import TOOL_LIMITS, default_backend, format_result
 from agentrl.tool import Tool, tool
-from agentrl.tools.python import TOOL_LIMITS, default_backend, format_result
 
 __all__ = ["shell", "make_shell_tool"]
 

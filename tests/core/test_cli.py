@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
+from pathlib import Path
 
 from agentrl.cli import main
 from agentrl.play import play
@@ -51,5 +53,7 @@ def test_play_quit_and_eof():
 
 
 def test_console_script_runs():
-    out = subprocess.run(["agentrl", "envs"], capture_output=True, text=True, timeout=120)
+    # The console script installed beside this interpreter (the venv's bin/, not PATH).
+    script = Path(sys.executable).with_name("agentrl")
+    out = subprocess.run([str(script), "envs"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "agentrl/GuessNumber-v0" in out.stdout
