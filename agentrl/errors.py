@@ -32,6 +32,7 @@ __all__ = [
     "ChatTemplateError",
     "TrajectoryFormatError",
     "BatchShapeError",
+    "CheckpointError",
     "DataUnavailableError",
 ]
 
@@ -130,3 +131,7 @@ class TaskNotFoundError(EnvError, ConfigError):
 
 class ToolFormatError(ConfigError):
     """An unknown tool-call format was asked for (the message lists the known ones)."""
+
+
+class CheckpointError(AgentRLError):
+    """A training checkpoint is missing, incomplete, or does not match the run resuming from it."""
