@@ -25,3 +25,5 @@ register_env(
     "agentrl.envs.humaneval:HumanEvalEnv",
     description="HumanEval: write a Python function; hidden tests run in a fresh sandbox.",
 )
+
+import agentrl.envs.bfcl  # noqa: E402,F401  (registers agentrl/BFCL-<category>-v0)
