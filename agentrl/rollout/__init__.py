@@ -3,6 +3,7 @@
 from agentrl.rollout.collector import EnvSource, collect, collect_sync, episode_plan
 from agentrl.rollout.config import RolloutConfig
 from agentrl.rollout.spec import EpisodeSpec, specs_for
+from agentrl.rollout.stream import RolloutStream
 from agentrl.rollout.tito import EnvDelta, ModelTurn, TokenConversation, render_chat
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "EpisodeSpec",
     "ModelTurn",
     "RolloutConfig",
+    "RolloutStream",
     "TokenConversation",
     "collect",
     "collect_sync",

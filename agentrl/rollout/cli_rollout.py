@@ -7,6 +7,8 @@ Example::
 
 writes ``runs/calc.jsonl`` (one trajectory per line) and ``runs/calc.jsonl.summary.json``
 (success rate, mean reward, turns, tokens, wall time, tokens/s), and prints the summary.
+``--all-tasks`` runs each task of a finite env (e.g. the 164 of ``agentrl/HumanEval-v0``)
+exactly once, ``--group-size`` times.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from agentrl.errors import ConfigError
 from agentrl.rollout.collector import collect_sync
 from agentrl.rollout.config import RolloutConfig
+from agentrl.rollout.spec import specs_for
 from agentrl.rollout.summary import format_summary, summarize
 from agentrl.trajectory import Trajectory, save_jsonl
 
@@ -50,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--episodes", type=int, default=8,
                         help="total episodes (a multiple of --group-size; default 8)")
+    parser.add_argument("--all-tasks", action="store_true",
+                        help="run every task of an env with a finite task list once (times "
+                             "--group-size) instead of --episodes seeded episodes")
     parser.add_argument("--out", required=True, help="trajectories JSONL file to write")
     parser.add_argument("--group-size", type=int, default=d.group_size,
                         help="episodes per task seed, sharing a group id (default 1)")
@@ -87,7 +93,9 @@ def _json_object(text: str, flag: str) -> dict[str, Any]:
 
 def _config(args: argparse.Namespace) -> RolloutConfig:
     env_kwargs = _json_object(args.env_kwargs, "--env-kwargs")
-    if args.episodes < 1 or args.group_size < 1 or args.episodes % args.group_size:
+    if not args.all_tasks and (
+        args.episodes < 1 or args.group_size < 1 or args.episodes % args.group_size
+    ):
         raise ConfigError(
             f"--episodes ({args.episodes}) must be a positive multiple of --group-size "
             f"({args.group_size})"
@@ -112,14 +120,20 @@ def main(args: argparse.Namespace) -> int:
 
     config = _config(args)
     policy_kwargs = _json_object(args.policy_kwargs, "--policy-kwargs")
-    make(args.env, **config.env_kwargs).close()  # unknown ids / bad kwargs fail before the model loads
+    env = make(args.env, **config.env_kwargs)  # unknown ids / bad kwargs fail before the model loads
+    try:
+        specs: Any = (
+            specs_for(env, seed=args.seed) if args.all_tasks
+            else range(args.seed, args.seed + args.episodes // config.group_size)
+        )
+    finally:
+        env.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     policy = load_policy(args.policy, **policy_kwargs)
     try:
-        seeds = range(args.seed, args.seed + args.episodes // config.group_size)
         t0 = time.perf_counter()
-        trajectories = collect_sync(args.env, policy, seeds, config, progress=not args.quiet)
+        trajectories = collect_sync(args.env, policy, specs, config, progress=not args.quiet)
         wall = time.perf_counter() - t0
     finally:
         policy.close()

@@ -55,7 +55,8 @@ def format_trajectory(traj: Trajectory, *, index: int = 0, total: int = 1,
                       tokenizer: Any = None, tokens: bool = False) -> str:
     """The readable text of one episode (what ``agentrl show`` prints)."""
     lines = [
-        f"episode {index} of {total} | {traj.env_id} | seed {traj.seed} | group {traj.group_id}",
+        f"episode {index} of {total} | {traj.env_id} | seed {traj.seed} | group {traj.group_id}"
+        + (f" | task {traj.task_id}" if traj.task_id is not None else ""),
         f"ended: {traj.end_reason} (terminated={traj.terminated}, truncated={traj.truncated}) | "
         f"success: {traj.success} | turns: {traj.num_turns} | reward {traj.total_reward:.4f} "
         f"{[round(r, 4) for r in traj.rewards]}",

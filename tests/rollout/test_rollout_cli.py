@@ -122,3 +122,21 @@ def test_rollout_against_a_server_that_is_down(tmp_path: Path,
     assert rc == 2
     assert "/v1/models failed after 2 attempts" in err and "Is the server running" in err
     assert not out.exists()  # nothing half-written
+
+
+def test_rollout_all_tasks_runs_each_task_once(tmp_path: Path, tiny_model_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "he.jsonl"
+    rc = cli(["rollout", "--env", "agentrl/HumanEval-v0", "--policy", f"hf:{tiny_model_path}",
+              "--all-tasks", "--max-turns", "1", "--max-new-tokens", "1", "--quiet",
+              "--out", str(out)])
+    assert rc == 0
+    trajs = load_jsonl(out)
+    assert sorted(t.task_id for t in trajs) == sorted(f"HumanEval/{i}" for i in range(164))
+    capsys.readouterr()
+    assert cli(["show", str(out), "--index", "5"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(f"| task {trajs[5].task_id}")
+    # An env that generates its tasks has no list to cover.
+    assert cli(["rollout", "--env", "agentrl/Calculator-v0", "--policy", "hf:/no/such",
+                "--all-tasks", "--out", str(tmp_path / "c.jsonl")]) == 2
+    assert "has no finite task list" in capsys.readouterr().err
