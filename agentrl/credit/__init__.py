@@ -12,9 +12,13 @@ name               shape/dtype   meaning
                                  (``Trajectory.turn_index()``)
 ``turn_rewards``   [B, T] float  reward of each assistant turn, 0 on padding turns
 ``turn_mask``      [B, T] float  1 on the episode's real turns
-``rewards``        [B] float     outcome (scalar) reward per episode
-``outcome``        [B] float     same as ``rewards`` where a function takes both kinds
+``rewards``        [B] float     return of each episode (sum of its turn rewards)
+``outcome``        [B] float     the final turn's reward (``CreditBatch.outcome``);
+                                 a function's ``outcome`` argument is the episode
+                                 reward it normalises
 ``group_ids``      [B] long      episodes sampled for the same task share an id
+``valid``          [B] bool      False for errored episodes: left out of every
+                                 baseline/statistic, advantage exactly 0
 ``values``         [B, L] float  critic value of each token (optional)
 ``obs_keys``       [B, T] long   hash of the observation each turn acted on (GiGPO)
 =================  ============  =====================================================
@@ -29,7 +33,8 @@ skip them (no discount step, no value read). Estimators run under ``torch.no_gra
 trajectories to advantages::
 
     batch = build_credit_batch(trajectories)
-    adv = grpo_advantages(batch.rewards, batch.group_ids, batch.mask)
+    adv = grpo_advantages(batch.rewards, batch.group_ids, batch.mask, valid=batch.valid)
+    res = compute_advantages("gigpo", batch, gamma=0.9)    # by name, one call shape
 
 See ``docs/credit.md`` for the table of estimators and when to use each.
 """
@@ -55,6 +60,13 @@ from agentrl.credit.outcome import (
     remax_advantages,
     rloo_advantages,
 )
+from agentrl.credit.registry import (
+    ESTIMATORS,
+    AdvantageResult,
+    EstimatorSpec,
+    compute_advantages,
+    register_estimator,
+)
 from agentrl.credit.turn import (
     bilevel_gae,
     gigpo_advantages,
@@ -64,6 +76,11 @@ from agentrl.credit.turn import (
 )
 
 __all__ = [
+    "AdvantageResult",
+    "EstimatorSpec",
+    "ESTIMATORS",
+    "compute_advantages",
+    "register_estimator",
     "CreditBatch",
     "build_credit_batch",
     "observation_key",

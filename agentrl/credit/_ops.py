@@ -13,12 +13,14 @@ from agentrl.errors import BatchShapeError
 
 __all__ = [
     "check_shape",
+    "row_valid",
     "group_stats",
     "group_normalize",
     "masked_mean",
     "masked_whiten",
     "broadcast_to_tokens",
     "broadcast_turns",
+    "masked_backward_scan",
     "reverse_discounted_cumsum",
     "turn_bounds",
 ]
@@ -33,13 +35,27 @@ def check_shape(name: str, x: torch.Tensor, shape: tuple[int, ...]) -> None:
         )
 
 
-def group_stats(
-    x: torch.Tensor, group_ids: torch.Tensor, unbiased: bool = True
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-element mean, std and size of the element's group.
+def row_valid(valid: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+    """[n] bool: ``valid`` checked and cast, or all True when None."""
+    if valid is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    check_shape("valid", valid, (n,))
+    return valid.to(torch.bool)
 
-    x, group_ids: [N]. Returns (mean [N], std [N], count [N]). The std of a group of
-    size one is 0 (not NaN), whatever ``unbiased`` says.
+
+def group_stats(
+    x: torch.Tensor,
+    group_ids: torch.Tensor,
+    unbiased: bool = True,
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-element mean, std and size of the element's group, over its valid members.
+
+    x, group_ids, valid: [N] (``valid`` bool, None = all valid). Returns (mean [N],
+    std [N], count [N]): the statistics of the valid members of each element's group,
+    whatever the element's own validity. Invalid entries never enter a statistic (their
+    ``x`` may even be NaN). The std of a group with fewer than two valid members is 0
+    (not NaN), whatever ``unbiased`` says; the mean of a group with none is 0.
     """
     if x.dim() != 1 or group_ids.shape != x.shape:
         raise BatchShapeError(
@@ -48,12 +64,15 @@ def group_stats(
         )
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
+    ok = row_valid(valid, x.shape[0], x.device)
+    w = ok.to(x.dtype)
+    xv = torch.where(ok, x, torch.zeros_like(x))  # invalid values (even NaN) never enter a sum
     _, inv = torch.unique(group_ids, return_inverse=True)  # [N] dense group index
     n_groups = int(inv.max().item()) + 1 if inv.numel() else 0
-    count = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(0, inv, torch.ones_like(x))
-    total = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(0, inv, x)
-    mean = (total / count)[inv]  # [N]
-    sq = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(0, inv, (x - mean) ** 2)
+    count = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(0, inv, w)
+    total = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(0, inv, xv)
+    mean = (total / count.clamp(min=1.0))[inv]  # [N]
+    sq = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add_(0, inv, w * (xv - mean) ** 2)
     denom = (count - 1.0) if unbiased else count
     var = torch.where(count > 1, sq / denom.clamp(min=1.0), torch.zeros_like(sq))
     return mean, var.sqrt()[inv], count[inv]
@@ -65,15 +84,19 @@ def group_normalize(
     scale_by_std: bool = True,
     eps: float = 1e-6,
     unbiased: bool = True,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(x - mean_g) / (std_g + eps), or x - mean_g without std scaling. [N] -> [N].
 
-    A group of size one, or one whose values are all equal, gets exactly 0.
+    Statistics are over the valid members of each group (``valid`` [N] bool, None = all);
+    invalid entries get exactly 0. A group with one valid member, or whose valid values
+    are all equal, gets exactly 0.
     """
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
-    mean, std, _ = group_stats(x, group_ids, unbiased=unbiased)
-    centered = x - mean
+    ok = row_valid(valid, x.shape[0], x.device)
+    mean, std, _ = group_stats(x, group_ids, unbiased=unbiased, valid=ok)
+    centered = torch.where(ok, x - mean, torch.zeros_like(x))
     if not scale_by_std:
         return centered
     denom = std + eps
@@ -125,26 +148,74 @@ def broadcast_turns(per_turn: torch.Tensor, turn_index: torch.Tensor) -> torch.T
     return torch.where(turn_index >= 0, out, torch.zeros_like(out))
 
 
+@torch.no_grad()
+def masked_backward_scan(
+    rewards: torch.Tensor,
+    mask: torch.Tensor,
+    gamma: float,
+    lam: float = 1.0,
+    values: torch.Tensor | None = None,
+    bootstrap: torch.Tensor | None = None,
+    cut: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The one backward scan of the estimators (GAE form), over the masked positions of each row.
+
+    Going backwards over positions t with mask 1, t' the next masked position::
+
+        delta_t = r_t + gamma * c_t * V_{t'} - V_t
+        A_t     = delta_t + gamma * lam * c_t * A_{t'}
+
+    with c_t = 1 - cut_t (``cut`` [B, N]: 1 where the chain restarts, so nothing after t
+    flows into t), V = ``values`` [B, N] (0 when None), and after a row's last masked
+    position V_{t'} = ``bootstrap`` [B] (0 when None) and A_{t'} = 0. Unmasked positions
+    carry A and V_{t'} unchanged and undiscounted, and their values are never read.
+
+    * token GAE: ``values`` given;
+    * discounted returns: ``values=None, lam=1`` gives G_t = r_t + gamma * G_{t'};
+    * bi-level GAE inside turns: ``cut`` on each turn's last token, its reward the turn target.
+
+    Returns A [B, N], 0 off the mask. Callers check shapes and hyperparameters.
+    """
+    dtype = values.dtype if values is not None else (
+        rewards.dtype if rewards.is_floating_point() else torch.get_default_dtype())
+    b, n = rewards.shape
+    on_all = mask.to(dtype) > 0
+    r = rewards.to(dtype)
+    next_value = torch.zeros(b, dtype=dtype, device=r.device)
+    if bootstrap is not None:
+        next_value = bootstrap.to(dtype).clone()
+    running = torch.zeros_like(next_value)
+    g_next = gamma * (1.0 - cut.to(dtype)) if cut is not None else None  # [B, N]
+    gl_next = gamma * lam * (1.0 - cut.to(dtype)) if cut is not None else None
+    out = torch.zeros(b, n, dtype=dtype, device=r.device)
+    for t in range(n - 1, -1, -1):
+        on = on_all[:, t]
+        g = g_next[:, t] if g_next is not None else gamma
+        gl = gl_next[:, t] if gl_next is not None else gamma * lam
+        if values is None:
+            delta = r[:, t] + g * next_value
+        else:
+            delta = r[:, t] + g * next_value - values[:, t]
+            next_value = torch.where(on, values[:, t], next_value)
+        running = torch.where(on, delta + gl * running, running)
+        if values is None:
+            next_value = torch.where(on, torch.zeros_like(next_value), next_value)
+        out[:, t] = running
+    # where(), not a product: off-mask entries may hold anything (even NaN values).
+    return torch.where(on_all, out, torch.zeros_like(out))
+
+
 def reverse_discounted_cumsum(
     x: torch.Tensor, mask: torch.Tensor, gamma: float, bootstrap: torch.Tensor | None = None
 ) -> torch.Tensor:
     """G_t = x_t + gamma * G_{next masked t}, over the masked positions of each row. [B, N] -> [B, N].
 
-    Unmasked positions carry the running sum unchanged (and are not discounted), so
-    gaps (environment tokens, padding, missing turns) are skipped. ``bootstrap`` [B] is
-    the value after the last position (0 when None). Off-mask entries of the result
-    hold the carried sum; multiply by the mask if zeros are wanted.
+    Unmasked positions are skipped (not discounted), so gaps (environment tokens,
+    padding, missing turns) cost no discount step. ``bootstrap`` [B] is the value after
+    the last masked position (0 when None). 0 off the mask. A thin view of
+    :func:`masked_backward_scan`.
     """
-    m = mask.to(x.dtype)
-    running = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    if bootstrap is not None:
-        running = bootstrap.to(x.dtype).clone()
-    out = torch.empty_like(x)
-    for t in range(x.shape[1] - 1, -1, -1):
-        new = x[:, t] + gamma * running
-        running = torch.where(m[:, t] > 0, new, running)
-        out[:, t] = running
-    return out
+    return masked_backward_scan(x, mask, gamma, lam=1.0, values=None, bootstrap=bootstrap)
 
 
 def turn_bounds(turn_index: torch.Tensor, num_turns: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,12 +35,30 @@ class CreditBatch:
     """[B, T] float: reward of each turn, 0 on padding turns."""
     turn_mask: torch.Tensor
     """[B, T] float: 1 on the episode's real turns."""
+    turn_starts: torch.Tensor
+    """[B, T] long: index of each turn's first model token (``Turn.start``), -1 on padding turns."""
+    turn_ends: torch.Tensor
+    """[B, T] long: one past each turn's last model token (``Turn.end``, exclusive), -1 on
+    padding turns."""
     rewards: torch.Tensor
-    """[B] float: outcome reward of each episode (sum of its turn rewards)."""
+    """[B] float: return of each episode, the sum of its turn rewards (what the outcome
+    estimators GRPO, RLOO, REINFORCE++... and GiGPO's episode level use)."""
+    outcome: torch.Tensor
+    """[B] float: the final turn's reward alone (0 for an episode without turns), apart
+    from the shaping rewards of the turns before it (MT-GRPO's outcome)."""
     group_ids: torch.Tensor
     """[B] long: episodes of the same task share an id (numbered by first appearance)."""
     truncated: torch.Tensor
     """[B] bool: the episode was cut by a limit (bootstrap from a value where a critic exists)."""
+    valid: torch.Tensor
+    """[B] bool: False for an episode that ended in an error (``end_reason == "error"``).
+    Estimators leave invalid episodes out of every baseline and statistic and give them
+    advantage exactly 0; a learner should also drop them from the loss and its normaliser
+    (``mask * valid[:, None]``)."""
+    obs_keys: torch.Tensor
+    """[B, T] long: per turn, a hash of the observation the turn acted on (the
+    environment tokens right before it; see :func:`observation_keys`), -1 on padding
+    turns. GiGPO's step groups are turns of one group with equal keys."""
 
     @property
     def batch_size(self) -> int:
@@ -62,7 +80,9 @@ def build_credit_batch(
     Returns:
         A :class:`CreditBatch`. Group ids come from ``Trajectory.group_id`` (numbered by
         first appearance); an episode with an empty ``group_id`` forms a group of its own,
-        so unrelated episodes are never pooled into one baseline by accident.
+        so unrelated episodes are never pooled into one baseline by accident. An episode
+        with ``end_reason == "error"`` is marked invalid (``valid`` False); its tensors
+        are filled as for any other episode.
 
     Raises:
         BatchShapeError: if ``trajectories`` is empty.
@@ -80,6 +100,10 @@ def build_credit_batch(
     turn_index = torch.full((b, seq_len), -1, dtype=torch.long)
     turn_rewards = torch.zeros(b, n_turns, dtype=dtype)
     turn_mask = torch.zeros(b, n_turns, dtype=dtype)
+    turn_starts = torch.full((b, n_turns), -1, dtype=torch.long)
+    turn_ends = torch.full((b, n_turns), -1, dtype=torch.long)
+    outcome = torch.zeros(b, dtype=dtype)
+    valid = torch.ones(b, dtype=torch.bool)
     group_ids = torch.empty(b, dtype=torch.long)
     truncated = torch.zeros(b, dtype=torch.bool)
 
@@ -94,6 +118,11 @@ def build_credit_batch(
         k = traj.num_turns
         turn_rewards[i, :k] = torch.tensor(traj.rewards, dtype=dtype)
         turn_mask[i, :k] = 1.0
+        if k:
+            turn_starts[i, :k] = torch.tensor([t.start for t in traj.turns], dtype=torch.long)
+            turn_ends[i, :k] = torch.tensor([t.end for t in traj.turns], dtype=torch.long)
+            outcome[i] = float(traj.turns[-1].reward)
+        valid[i] = traj.end_reason != "error"
         key = traj.group_id if traj.group_id else f"\x00solo{i}"
         group_ids[i] = numbering.setdefault(key, len(numbering))
         truncated[i] = traj.truncated and not traj.terminated
@@ -106,11 +135,15 @@ def build_credit_batch(
         turn_index=turn_index,
         turn_rewards=turn_rewards,
         turn_mask=turn_mask,
+        turn_starts=turn_starts,
+        turn_ends=turn_ends,
         rewards=turn_rewards.sum(dim=1),
+        outcome=outcome,
         group_ids=group_ids,
         truncated=truncated,
+        valid=valid,
+        obs_keys=observation_keys(trajectories),
     )
-
 
 
 def observation_key(token_ids: Sequence[int]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from agentrl.credit._ops import check_shape, turn_bounds
+from agentrl.credit._ops import check_shape, masked_backward_scan, row_valid, turn_bounds
 from agentrl.errors import BatchShapeError, ConfigError
 
 __all__ = ["token_gae", "turn_rewards_to_tokens"]
@@ -48,6 +48,7 @@ def token_gae(
     gamma: float = 1.0,
     lam: float = 0.95,
     bootstrap_value: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over the model tokens of each episode.
 
@@ -70,30 +71,19 @@ def token_gae(
         mask: [B, L] 1 on model tokens.
         gamma, lam: discount and GAE lambda, both in [0, 1].
         bootstrap_value: [B] value after the episode's last token, or None.
+        valid: [B] bool, False for errored episodes (None = all valid): their
+            advantages and returns are exactly 0 and their rewards are never read.
 
     Returns:
-        (advantages [B, L], returns [B, L]), both 0 off the mask.
+        (advantages [B, L], returns [B, L]), both 0 off the mask and on invalid rows.
     """
     _check_gamma_lam(gamma, lam)
     check_shape("values", values, tuple(token_rewards.shape))
     check_shape("mask", mask, tuple(token_rewards.shape))
-    b, seq_len = token_rewards.shape
-    m = mask.to(values.dtype)
-    r = token_rewards.to(values.dtype)
-    next_value = torch.zeros(b, dtype=values.dtype, device=values.device)
+    b = token_rewards.shape[0]
     if bootstrap_value is not None:
         check_shape("bootstrap_value", bootstrap_value, (b,))
-        next_value = bootstrap_value.to(values.dtype).clone()
-    running = torch.zeros_like(next_value)
-    adv = torch.zeros_like(values)
-    for t in range(seq_len - 1, -1, -1):
-        on = m[:, t] > 0
-        delta = r[:, t] + gamma * next_value - values[:, t]
-        new_running = delta + gamma * lam * running
-        running = torch.where(on, new_running, running)
-        next_value = torch.where(on, values[:, t], next_value)
-        adv[:, t] = running
-    on_mask = m > 0
-    # where(), not a product: values off the mask may hold anything (even NaN).
-    adv = torch.where(on_mask, adv, torch.zeros_like(adv))
+    ok = row_valid(valid, b, token_rewards.device)
+    on_mask = (mask.to(values.dtype) > 0) & ok[:, None]
+    adv = masked_backward_scan(token_rewards, on_mask, gamma, lam, values=values, bootstrap=bootstrap_value)
     return adv, torch.where(on_mask, adv + values, torch.zeros_like(adv))

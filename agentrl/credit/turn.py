@@ -13,7 +13,8 @@ from agentrl.credit._ops import (
     broadcast_turns,
     check_shape,
     group_normalize,
-    reverse_discounted_cumsum,
+    masked_backward_scan,
+    row_valid,
     turn_bounds,
 )
 from agentrl.credit.gae import token_gae
@@ -28,7 +29,13 @@ __all__ = [
 ]
 
 
-def _check_turns(turn_rewards: torch.Tensor, turn_mask: torch.Tensor, turn_index: torch.Tensor | None) -> None:
+def _check_turns(
+    turn_rewards: torch.Tensor,
+    turn_mask: torch.Tensor,
+    turn_index: torch.Tensor | None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Check shapes and finiteness (on valid rows); return valid as [B] bool."""
     if turn_rewards.dim() != 2:
         raise BatchShapeError(f"turn_rewards must be [B, T], got {list(turn_rewards.shape)}")
     check_shape("turn_mask", turn_mask, tuple(turn_rewards.shape))
@@ -36,8 +43,15 @@ def _check_turns(turn_rewards: torch.Tensor, turn_mask: torch.Tensor, turn_index
         raise BatchShapeError(
             f"turn_index must be [{turn_rewards.shape[0]}, L], got {list(turn_index.shape)}"
         )
-    if not torch.isfinite(turn_rewards).all():
+    ok = row_valid(valid, turn_rewards.shape[0], turn_rewards.device)
+    if not torch.isfinite(turn_rewards[ok]).all():
         raise BatchShapeError("turn_rewards contain NaN or inf")
+    return ok
+
+
+def _valid_turns(turn_mask: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """[B, T] bool: real turns of valid episodes."""
+    return (turn_mask > 0) & ok[:, None]
 
 
 def _check_gamma(name: str, value: float) -> None:
@@ -51,15 +65,18 @@ def turn_returns(
     turn_mask: torch.Tensor,
     gamma: float = 1.0,
     bootstrap_value: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Discounted reward-to-go over turns: G_k = r_k + gamma * G_{k+1}; [B, T] -> [B, T].
 
-    After the last real turn G is ``bootstrap_value`` [B] (0 when None). 0 on padding turns.
+    After the last real turn G is ``bootstrap_value`` [B] (0 when None). 0 on padding
+    turns and on invalid episodes (``valid`` [B] bool False; None = all valid).
     """
-    _check_turns(turn_rewards, turn_mask, None)
+    ok = _check_turns(turn_rewards, turn_mask, None, valid)
     _check_gamma("gamma", gamma)
-    m = turn_mask.to(turn_rewards.dtype)
-    return reverse_discounted_cumsum(turn_rewards * m, m, gamma, bootstrap_value) * m
+    if bootstrap_value is not None:
+        check_shape("bootstrap_value", bootstrap_value, (turn_rewards.shape[0],))
+    return masked_backward_scan(turn_rewards, _valid_turns(turn_mask, ok), gamma, bootstrap=bootstrap_value)
 
 
 @torch.no_grad()
@@ -68,14 +85,16 @@ def turn_return_advantages(
     turn_mask: torch.Tensor,
     turn_index: torch.Tensor,
     gamma: float = 1.0,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A_t = G_{k(t)}: every token of turn k gets the turn's discounted return-to-go.
 
     Plain REINFORCE at turn granularity (no baseline): a turn is credited only with
-    rewards that come at or after it. [B, T], [B, T], [B, L] -> [B, L].
+    rewards that come at or after it. [B, T], [B, T], [B, L] -> [B, L]. Invalid
+    episodes (``valid`` False) get 0.
     """
-    _check_turns(turn_rewards, turn_mask, turn_index)
-    return broadcast_turns(turn_returns(turn_rewards, turn_mask, gamma), turn_index)
+    ok = _check_turns(turn_rewards, turn_mask, turn_index, valid)
+    return broadcast_turns(turn_returns(turn_rewards, turn_mask, gamma, valid=ok), turn_index)
 
 
 @torch.no_grad()
@@ -89,6 +108,7 @@ def bilevel_gae(
     gamma_token: float = 1.0,
     lam_token: float = 1.0,
     bootstrap_value: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bi-level GAE: GAE over turns with per-turn values, then GAE inside each turn.
 
@@ -111,43 +131,34 @@ def bilevel_gae(
         turn_index: [B, L] turn of each model token, -1 elsewhere.
         values: [B, L] critic values.
         bootstrap_value: [B] value after the last turn for truncated episodes (0 if None).
+        valid: [B] bool, False for errored episodes (None = all valid): they get 0.
 
     Returns:
-        (advantages [B, L], returns [B, L]), 0 off model tokens.
+        (advantages [B, L], returns [B, L]), 0 off model tokens and on invalid rows.
     """
-    _check_turns(turn_rewards, turn_mask, turn_index)
+    ok = _check_turns(turn_rewards, turn_mask, turn_index, valid)
     check_shape("values", values, tuple(turn_index.shape))
     for name, v in (("gamma_turn", gamma_turn), ("lam_turn", lam_turn),
                     ("gamma_token", gamma_token), ("lam_token", lam_token)):
         _check_gamma(name, v)
     b, n_turns = turn_rewards.shape
     first, last = turn_bounds(turn_index, n_turns)  # [B, T]
-    tm = turn_mask.to(values.dtype) * (first >= 0).to(values.dtype)
+    tm = (_valid_turns(turn_mask, ok) & (first >= 0)).to(values.dtype)
     v_turn = torch.where(tm > 0, torch.gather(values, 1, first.clamp(min=0)), torch.zeros_like(tm))  # [B, T]
-    adv_turn, g_turn = token_gae(turn_rewards.to(values.dtype), v_turn, tm, gamma_turn, lam_turn, bootstrap_value)
+    r_turn = torch.where(tm > 0, turn_rewards.to(values.dtype), torch.zeros_like(tm))
+    _, g_turn = token_gae(r_turn, v_turn, tm, gamma_turn, lam_turn, bootstrap_value)
 
-    token_mask = (turn_index >= 0).to(values.dtype)
+    token_mask = (turn_index >= 0) & ok[:, None]
     is_last = torch.zeros_like(values)
     target = torch.zeros_like(values)  # G_k placed on turn k's last token
     rows = torch.arange(b, device=values.device)[:, None].expand(b, n_turns)
-    ok = tm > 0
-    is_last[rows[ok], last[ok]] = 1.0
-    target[rows[ok], last[ok]] = g_turn[ok]
-
-    next_value = torch.zeros(b, dtype=values.dtype, device=values.device)
-    running = torch.zeros_like(next_value)
-    adv = torch.zeros_like(values)
-    for t in range(values.shape[1] - 1, -1, -1):
-        on = token_mask[:, t] > 0
-        cont = 1.0 - is_last[:, t]  # 0 at a turn's last token: restart from the turn target
-        delta = target[:, t] + gamma_token * cont * next_value - values[:, t]
-        new_running = delta + gamma_token * lam_token * cont * running
-        running = torch.where(on, new_running, running)
-        next_value = torch.where(on, values[:, t], next_value)
-        adv[:, t] = running
-    on_mask = token_mask > 0
-    adv = torch.where(on_mask, adv, torch.zeros_like(adv))
-    return adv, torch.where(on_mask, adv + values, torch.zeros_like(adv))
+    on = tm > 0
+    is_last[rows[on], last[on]] = 1.0
+    target[rows[on], last[on]] = g_turn[on]
+    # At a turn's last token the chain restarts from the turn target (cut): no
+    # token-level credit crosses a turn boundary.
+    adv = masked_backward_scan(target, token_mask, gamma_token, lam_token, values=values, cut=is_last)
+    return adv, torch.where(token_mask, adv + values, torch.zeros_like(adv))
 
 
 def _turn_positions_normalize(
@@ -180,6 +191,7 @@ def mt_grpo_advantages(
     outcome_coef: float = 1.0,
     scale_by_std: bool = True,
     eps: float = 1e-6,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MT-GRPO-style turn-level credit (Zeng et al. 2025).
 
@@ -191,27 +203,32 @@ def mt_grpo_advantages(
 
     With two turns whose last-turn reward is constant this is the paper's estimator
     (first turn At_1 + lambda * Ao, final turn Ao). Groups of one and all-equal rewards
-    give 0. ``scale_by_std=False`` drops the std (Dr.GRPO style).
+    give 0. ``scale_by_std=False`` drops the std (Dr.GRPO style). Invalid episodes
+    (``valid`` False) are left out of every statistic and get 0.
 
     Args:
         turn_rewards, turn_mask: [B, T] intermediate (per-turn) rewards.
         outcome: [B] outcome reward of each episode.
         group_ids: [B]; turn_index: [B, L].
+        valid: [B] bool (None = all valid).
 
     Returns:
         advantages [B, L].
     """
-    _check_turns(turn_rewards, turn_mask, turn_index)
+    ok = _check_turns(turn_rewards, turn_mask, turn_index, valid)
     check_shape("outcome", outcome, (turn_rewards.shape[0],))
     check_shape("group_ids", group_ids, (turn_rewards.shape[0],))
+    if not torch.isfinite(outcome[ok]).all():
+        raise BatchShapeError("outcome contains NaN or inf")
     b, n_turns = turn_rewards.shape
-    valid = turn_mask > 0
+    on = _valid_turns(turn_mask, ok)
     position = torch.arange(n_turns, device=turn_rewards.device).expand(b, n_turns)
-    a_turn = _turn_positions_normalize(turn_rewards, valid, group_ids, position, scale_by_std, eps)
-    a_out = group_normalize(outcome.to(turn_rewards.dtype), group_ids, scale_by_std=scale_by_std, eps=eps)
-    n_real = valid.sum(dim=1, keepdim=True)  # [B, 1]
+    a_turn = _turn_positions_normalize(turn_rewards, on, group_ids, position, scale_by_std, eps)
+    a_out = group_normalize(outcome.to(turn_rewards.dtype), group_ids, scale_by_std=scale_by_std, eps=eps,
+                            valid=ok)
+    n_real = on.sum(dim=1, keepdim=True)  # [B, 1]
     coef = torch.where(position == n_real - 1, 1.0, outcome_coef).to(turn_rewards.dtype)
-    per_turn = (a_turn + coef * a_out[:, None]) * valid.to(turn_rewards.dtype)
+    per_turn = torch.where(on, a_turn + coef * a_out[:, None], torch.zeros_like(a_turn))
     return broadcast_turns(per_turn, turn_index)
 
 
@@ -227,6 +244,7 @@ def gigpo_advantages(
     gamma: float = 0.95,
     scale_by_std: bool = True,
     eps: float = 1e-6,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GiGPO-style two-level groups (Feng et al. 2025).
 
@@ -238,6 +256,7 @@ def gigpo_advantages(
         AS_k = (G_k - mean_step(G)) / (std_step(G) + eps),   A_t = AE_i + step_coef * AS_k(t)
 
     A turn whose observation no other group member saw gets AS = 0 (episode credit only).
+    Invalid episodes (``valid`` False) join neither episode nor step groups and get 0.
 
     Args:
         outcome: [B] episode rewards; group_ids: [B].
@@ -245,18 +264,22 @@ def gigpo_advantages(
         obs_keys: [B, T] long, a hash of the observation each turn acted on
             (see :func:`agentrl.credit.observation_keys`); ignored on padding turns.
         turn_index: [B, L].
+        valid: [B] bool (None = all valid).
 
     Returns:
         advantages [B, L].
     """
-    _check_turns(turn_rewards, turn_mask, turn_index)
+    ok = _check_turns(turn_rewards, turn_mask, turn_index, valid)
     check_shape("outcome", outcome, (turn_rewards.shape[0],))
     check_shape("group_ids", group_ids, (turn_rewards.shape[0],))
     check_shape("obs_keys", obs_keys, tuple(turn_rewards.shape))
     _check_gamma("gamma", gamma)
-    valid = turn_mask > 0
-    a_ep = group_normalize(outcome.to(turn_rewards.dtype), group_ids, scale_by_std=scale_by_std, eps=eps)
-    g = turn_returns(turn_rewards, turn_mask, gamma)
-    a_step = _turn_positions_normalize(g, valid, group_ids, obs_keys.long(), scale_by_std, eps)
-    per_turn = (a_ep[:, None] + step_coef * a_step) * valid.to(turn_rewards.dtype)
+    if not torch.isfinite(outcome[ok]).all():
+        raise BatchShapeError("outcome contains NaN or inf")
+    on = _valid_turns(turn_mask, ok)
+    a_ep = group_normalize(outcome.to(turn_rewards.dtype), group_ids, scale_by_std=scale_by_std, eps=eps,
+                           valid=ok)
+    g = turn_returns(turn_rewards, turn_mask, gamma, valid=ok)
+    a_step = _turn_positions_normalize(g, on, group_ids, obs_keys.long(), scale_by_std, eps)
+    per_turn = torch.where(on, a_ep[:, None] + step_coef * a_step, torch.zeros_like(a_step))
     return broadcast_turns(per_turn, turn_index)
