@@ -61,4 +61,11 @@ if [ "${1:-}" = "--tests" ] && ! $PY -c "import importlib.metadata as m, sys; sy
     $PY -m pip install -q --no-deps "trl==1.16.0" "accelerate==1.15.0" "datasets==5.2.0" \
         "pandas==3.1.1" "pyarrow==26.0.1" "multiprocess==0.70.19" "xxhash==4.1.0" "tzdata==2026.6"
 fi
+# 6. With --tests: headless Chromium renders the eval HTML report (tests/eval/test_report_browser.py).
+if [ "${1:-}" = "--tests" ] && ! command -v chromium >/dev/null 2>&1; then
+    say "installing chromium for the report-rendering test"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium >/dev/null
+fi
 $PY -c "import agentrl, vllm, transformers; print('[setup] ok: agentrl', agentrl.__version__, '| vllm', vllm.__version__, '| transformers', transformers.__version__)"
