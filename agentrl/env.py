@@ -78,7 +78,8 @@ Message = dict[str, Any]
 MAX_ACTION_CHARS = 1_000_000
 #: Keys every ``step`` info holds (the env contract; ``agentrl check`` verifies them).
 STEP_INFO_KEYS = ("turn", "success", "parsed", "tool_calls")
-#: Keys every ``reset`` info holds.
+#: Keys every ``reset`` info holds. Optional: ``oracle_defect`` (a string) marks a task whose
+#: benchmark ground truth fails the benchmark's own checker; ``agentrl check`` skips it.
 RESET_INFO_KEYS = ("task_id", "success")
 
 # PCG64 states of recently used seeds: seeding through SeedSequence costs ~10 µs, setting
@@ -367,6 +368,9 @@ class ToolEnv(AgentEnv):
             raise ConfigError(f"max_turns must be >= 1, got {max_turns}")
         if max_calls_per_turn < 1:
             raise ConfigError(f"max_calls_per_turn must be >= 1, got {max_calls_per_turn}")
+        for t in tools:
+            if not isinstance(t, Tool):
+                raise ConfigError(f"tools must be Tool objects (use @tool), got {type(t).__name__}")
         self.tools = {t.name: t for t in tools}
         if len(self.tools) != len(tools):
             raise ConfigError("tool names must be unique")

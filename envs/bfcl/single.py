@@ -62,6 +62,7 @@ class BFCLSingleTurnEnv(AgentEnv):
         self._ids = [e["id"] for e in self.entries]
         self.entry: dict[str, Any] | None = None
         self.answer: Any = None
+        self._oracle_ok: dict[int, bool] = {}
 
     def task_ids(self) -> list[str]:
         return list(self._ids)
@@ -87,7 +88,17 @@ class BFCLSingleTurnEnv(AgentEnv):
         else:
             question.insert(0, {"role": "system", "content": system})
         info = {"task_id": self.entry["id"], "success": None, "category": self.category}
+        if not self._oracle_passes(index):
+            # A few BFCL entries' ground truth fails BFCL's own checker; say so, so that
+            # `agentrl check` does not blame the env (the entry stays in the task set).
+            info["oracle_defect"] = "BFCL's own checker rejects this entry's ground truth"
         return question, info
+
+    def _oracle_passes(self, index: int) -> bool:
+        cached = self._oracle_ok.get(index)
+        if cached is None:
+            cached = self._oracle_ok[index] = self.judge_calls(self.oracle_calls())[0]
+        return cached
 
     # -- step -------------------------------------------------------------------------
     def _step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:

@@ -22,7 +22,7 @@ def test_envs_lists_builtin_ids_with_descriptions(capsys):
 def test_check_passes_and_reports(capsys):
     assert main(["check", "agentrl/GuessNumber-v0", "--episodes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "Verdict: OK" in out and out.count("[PASS]") == 5
+    assert "Verdict: OK" in out and out.count("[PASS]") == 6
 
 
 def test_check_unknown_id_exits_2_with_suggestion(capsys):
