@@ -156,8 +156,7 @@ class Learner:
         """
         opt = self.config.trainer
         b = batch.batch_size
-        valid = batch.valid.to(batch.mask.dtype) if hasattr(batch, "valid") else torch.ones(b)
-        loss_mask = batch.mask * valid[:, None]
+        loss_mask = batch.mask * batch.valid.to(batch.mask.dtype)[:, None]
         sums: dict[str, float] = {}
         counts: dict[str, float] = {}
         learner_first = torch.zeros_like(batch.logprobs)  # learner logprobs at the first pass

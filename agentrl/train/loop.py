@@ -73,6 +73,7 @@ def rollout_config(config: TrainConfig, step: int, *, evaluation: bool = False) 
         seed=(config.trainer.seed * 1_000_003 + step * 10_007) % 2**30,
         group_size=1 if evaluation else r.group_size,
         concurrency=r.concurrency, env_kwargs=dict(r.env_kwargs),
+        truncate_on_length=r.truncate_on_length,
     )
 
 
@@ -172,18 +173,18 @@ def _kl_into_rewards(batch: Any, ref_logp: torch.Tensor, config: TrainConfig) ->
     per_turn.scatter_add_(1, idx, kl * (batch.turn_index >= 0))
     per_turn = per_turn[:, :n_turns] * config.algo.kl_coef
     turn_rewards = batch.turn_rewards - per_turn
-    total = per_turn.sum(dim=1)
-    changes = {"turn_rewards": turn_rewards, "rewards": batch.rewards - total}
-    if hasattr(batch, "outcome"):
-        changes["outcome"] = batch.outcome - total
-    return dataclasses.replace(batch, **changes)
+    last = (batch.turn_mask.sum(dim=1).long() - 1).clamp(min=0)
+    return dataclasses.replace(
+        batch, turn_rewards=turn_rewards, rewards=batch.rewards - per_turn.sum(dim=1),
+        outcome=batch.outcome - per_turn.gather(1, last[:, None])[:, 0],
+    )
 
 
 def _rollout_metrics(trajs: Sequence[Any], batch: Any, adv: torch.Tensor) -> dict[str, float]:
     valid = [t for t in trajs if t.end_reason != "error"]
     rewards = [t.total_reward for t in valid]
     known = [bool(t.success) for t in valid if t.success is not None]
-    m = batch.mask * batch.valid[:, None] if hasattr(batch, "valid") else batch.mask
+    m = batch.mask * batch.valid[:, None]
     on = m > 0
     groups: dict[str, list[float]] = {}
     for t in valid:
@@ -331,14 +332,14 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
                 res = compute_advantages(config.algo.advantage, batch, values=scored.values,
                                          **dict(config.algo.advantage_params))
             metrics = _rollout_metrics(trajs, batch, res.advantages)
-            n_valid = int(batch.valid.sum()) if hasattr(batch, "valid") else len(trajs)
+            n_valid = int(batch.valid.sum())
             if n_valid:
                 gen = torch.Generator().manual_seed(config.trainer.seed * 1_000_003 + step)
                 with timer("update"):
                     metrics.update(learner.update(batch, res.advantages, res.returns, scored, gen))
                 metrics.update(mismatch_breakdown(
                     learner.last_learner_logp, batch.logprobs,
-                    batch.mask * (batch.valid[:, None] if hasattr(batch, "valid") else 1.0),
+                    batch.mask * batch.valid[:, None],
                     batch.turn_index))
                 with timer("sync"):
                     diff = policy.update_weights(learner.model, verify=config.rollout.verify_sync,

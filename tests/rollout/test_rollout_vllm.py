@@ -65,6 +65,8 @@ def test_model_tokens_are_the_engines_output(vllm_rollouts: Any) -> None:
             outputs.remove(gen)
             assert traj.logprobs[turn.start:turn.end] == gen.logprobs
             assert turn.finish_reason == gen.finish_reason
+            # The engine's weight version (an int) reaches each turn.
+            assert turn.weight_version == gen.weight_version and isinstance(gen.weight_version, int)
             mask[turn.start:turn.end] = [1] * (turn.end - turn.start)
         assert traj.loss_mask == mask
         assert all(lp == 0.0 for lp, m in zip(traj.logprobs, mask, strict=True) if not m)
