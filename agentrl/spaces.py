@@ -15,16 +15,30 @@ OpenAI-style native ``tool_calls``::
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import (
+    create_shared_memory,
+    read_from_shared_memory,
+    write_to_shared_memory,
+)
 
-from agentrl.errors import ConfigError
+from agentrl.errors import ConfigError, ObservationTooLargeError
 
-__all__ = ["FreeText", "ChatMessages", "ROLES", "message_problem", "tool_call_problem"]
+__all__ = [
+    "FreeText",
+    "ChatMessages",
+    "ROLES",
+    "SharedChatBatch",
+    "message_problem",
+    "tool_call_problem",
+]
 
 #: Roles an environment may emit.
 ROLES = ("system", "user", "assistant", "tool")
@@ -140,14 +154,23 @@ class ChatMessages(spaces.Space[list]):
     and native ``tool_calls`` on assistant messages (see :func:`message_problem`).
     """
 
+    #: Bytes of shared memory per env in ``AsyncVectorEnv(shared_memory=True)`` (the
+    #: default of ``gymnasium.make_vec(..., vectorization_mode="async")``): each
+    #: observation travels as UTF-8 JSON; a larger one raises ObservationTooLargeError.
+    DEFAULT_SHARED_BYTES = 1 << 20
+
     def __init__(
         self,
         roles: Sequence[str] = ROLES,
         max_messages: int = 64,
         seed: int | np.random.Generator | None = None,
+        shared_bytes: int = DEFAULT_SHARED_BYTES,
     ):
         self.roles = tuple(roles)
         self.max_messages = int(max_messages)
+        if shared_bytes < 64:
+            raise ConfigError(f"shared_bytes must be >= 64, got {shared_bytes}")
+        self.shared_bytes = int(shared_bytes)
         super().__init__(dtype=object, seed=seed)
 
     @property
@@ -186,3 +209,74 @@ class ChatMessages(spaces.Space[list]):
             and other.roles == self.roles
             and other.max_messages == self.max_messages
         )
+
+
+# -- async vector envs: observations through shared memory ---------------------------------
+# gymnasium's AsyncVectorEnv (shared_memory=True, its default) asks each observation space
+# for a shared buffer. A ChatMessages observation is variable-sized, so each env gets a
+# fixed slot of ``shared_bytes``: an 8-byte length, then the messages as UTF-8 JSON.
+
+_LEN = 8
+
+
+class SharedChatBatch(Sequence):
+    """The batch of observations of an async vector env, read live from shared memory.
+
+    gymnasium reads the shared buffer once and hands out this object (``copy=False``) or a
+    deep copy of it (``copy=True``, the default: a plain tuple of message lists).
+    """
+
+    def __init__(self, buffer: Any, n: int, slot: int) -> None:
+        self._bytes = np.frombuffer(buffer.get_obj(), dtype=np.uint8)
+        self._n, self._slot = n, slot
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._n)))
+        if not -self._n <= index < self._n:
+            raise IndexError(index)
+        start = (index % self._n) * self._slot
+        size = int.from_bytes(self._bytes[start : start + _LEN].tobytes(), "little")
+        if size == 0:
+            return []
+        return json.loads(self._bytes[start + _LEN : start + _LEN + size].tobytes().decode())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[list[dict[str, Any]], ...]:
+        return tuple(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+@create_shared_memory.register(ChatMessages)
+def _create_chat_shared_memory(space: ChatMessages, n: int = 1, ctx: ModuleType | None = None) -> Any:
+    import multiprocessing
+
+    return (ctx or multiprocessing).Array("B", n * space.shared_bytes)
+
+
+@read_from_shared_memory.register(ChatMessages)
+def _read_chat_shared_memory(space: ChatMessages, shared_memory: Any, n: int = 1) -> SharedChatBatch:
+    return SharedChatBatch(shared_memory, n, space.shared_bytes)
+
+
+@write_to_shared_memory.register(ChatMessages)
+def _write_chat_shared_memory(space: ChatMessages, index: int, value: Any, shared_memory: Any) -> None:
+    data = json.dumps(value, ensure_ascii=False).encode()
+    if len(data) + _LEN > space.shared_bytes:
+        raise ObservationTooLargeError(
+            f"an observation of {len(data)} bytes does not fit in the async vector env's "
+            f"shared memory slot ({space.shared_bytes} bytes): raise the env's "
+            "observation_space.shared_bytes or pass shared_memory=False (vector_kwargs="
+            "{'shared_memory': False} in gymnasium.make_vec)"
+        )
+    dest = np.frombuffer(shared_memory.get_obj(), dtype=np.uint8)
+    start = index * space.shared_bytes
+    dest[start : start + _LEN] = np.frombuffer(len(data).to_bytes(_LEN, "little"), dtype=np.uint8)
+    dest[start + _LEN : start + _LEN + len(data)] = np.frombuffer(data, dtype=np.uint8)

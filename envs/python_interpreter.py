@@ -161,8 +161,7 @@ class PythonInterpreterEnv(SessionToolEnv):
 
     def _reset(self, options: dict[str, Any]) -> tuple[list[dict[str, str]], dict[str, Any]]:
         messages, info = super()._reset(options)
-        assert self.task is not None
-        self.run_setup(self.task.metadata["setup"])
+        self.run_setup(self._task().metadata["setup"])
         return messages, info
 
     def grade(self, task: Task, answer: str) -> float:
