@@ -24,3 +24,4 @@ register_env(
 )
 
 import agentrl.envs.bfcl  # noqa: E402,F401  (registers agentrl/BFCL-<category>-v0)
+register_env("agentrl/Search-v0", "agentrl.envs.search:SearchEnv")

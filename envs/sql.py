@@ -29,8 +29,8 @@ import numpy as np
 from agentrl.env import Task, ToolEnv
 from agentrl.errors import ConfigError
 from agentrl.parsers import ToolCall
-from agentrl.tool import Tool, ToolError
-from agentrl.tools.sql import ReadOnlyDatabase, format_table, rows_key
+from agentrl.tool import ToolError
+from agentrl.tools.sql import ReadOnlyDatabase, query_tool, rows_key
 
 __all__ = ["SQLEnv", "build_world"]
 
@@ -214,7 +214,7 @@ class SQLEnv(ToolEnv):
         self.n_worlds = n_worlds
         self._dbs: dict[int, ReadOnlyDatabase] = {}
         self.db: ReadOnlyDatabase | None = None
-        super().__init__([Tool(self._query_sql, name="query_sql")], max_turns=max_turns, **kwargs)
+        super().__init__([query_tool(self._current)], max_turns=max_turns, **kwargs)
 
     def _database(self, world: int) -> ReadOnlyDatabase:
         db = self._dbs.get(world)
@@ -222,15 +222,10 @@ class SQLEnv(ToolEnv):
             db = self._dbs[world] = ReadOnlyDatabase(build_world(world))
         return db
 
-    def _query_sql(self, sql: str) -> str:
-        """Run one read-only SQL query (SQLite dialect) on the database and return the rows as a table.
-
-        Args:
-            sql: One SELECT statement, e.g. "SELECT name FROM customers WHERE city = 'Oslo'".
-        """
+    def _current(self) -> ReadOnlyDatabase:
         if self.db is None:  # unreachable through step(): reset draws the database
             raise ToolError("no database: reset first")
-        return format_table(self.db.query(sql), self.db.max_chars)
+        return self.db
 
     def sample_task(self, rng: np.random.Generator, options: dict[str, Any]) -> Task:
         world = int(rng.integers(self.n_worlds))

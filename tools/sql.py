@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agentrl.tool import Tool, ToolError
 
-__all__ = ["ReadOnlyDatabase", "QueryResult", "format_table", "rows_key", "MAX_SQL_CHARS"]
+__all__ = ["ReadOnlyDatabase", "QueryResult", "format_table", "query_tool", "rows_key", "MAX_SQL_CHARS"]
 
 #: Longest SQL text accepted.
 MAX_SQL_CHARS = 10_000
@@ -114,18 +114,9 @@ class ReadOnlyDatabase:
             rows = conn.execute("SELECT sql FROM sqlite_master WHERE type='table' ORDER BY name")
             return "\n".join(r[0] + ";" for r in rows if r[0])
 
-    def tool(self, name: str = "query_sql") -> Tool:
-        """The agent's query tool on this database."""
-
-        def query_sql(sql: str) -> str:
-            """Run one read-only SQL query (SQLite dialect) on the database and return the rows as a table.
-
-            Args:
-                sql: One SELECT statement, e.g. "SELECT name FROM customers WHERE city = 'Oslo'".
-            """
-            return format_table(self.query(sql), self.max_chars)
-
-        return Tool(query_sql, name=name)
+    def tool(self) -> Tool:
+        """The agent's ``query_sql`` tool on this database."""
+        return query_tool(lambda: self)
 
     def close(self) -> None:
         self.conn.close()
@@ -144,3 +135,19 @@ def rows_key(rows: Sequence[Sequence[Any]], ordered: bool) -> list[tuple[Any, ..
     if ordered:
         return norm
     return sorted(norm, key=lambda r: tuple((type(v).__name__, str(v)) for v in r))
+
+
+def query_tool(get_db: Callable[[], ReadOnlyDatabase]) -> Tool:
+    """The ``query_sql`` tool on the database ``get_db()`` returns at call time (an env
+    swaps the database per episode)."""
+
+    def query_sql(sql: str) -> str:
+        """Run one read-only SQL query (SQLite dialect) on the database and return the rows as a table.
+
+        Args:
+            sql: One SELECT statement, e.g. "SELECT name FROM customers WHERE city = 'Oslo'".
+        """
+        db = get_db()
+        return format_table(db.query(sql), db.max_chars)
+
+    return Tool(query_sql)
