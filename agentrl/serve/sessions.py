@@ -1,0 +1,450 @@
+"""Sessions of ``agentrl serve``: one env instance each, sequence-checked, reaped when idle.
+
+:class:`SessionManager` holds the server's state and does all the work of an operation;
+the ASGI app (:mod:`agentrl.serve.app`) only decodes requests and encodes replies, so REST
+and WebSocket share one code path. Replies are JSON bytes; the last reply of each session
+is kept so that a retried operation (same ``seq``) gets it back without being applied again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from agentrl.env import AsyncEnv
+from agentrl.errors import (
+    AgentRLError,
+    ConfigError,
+    EnvError,
+    EnvNotFoundError,
+    InvalidActionError,
+)
+from agentrl.serve.protocol import ERROR_CODES, CreateSession, ResetSession, StepSession
+
+__all__ = ["ServerConfig", "ApiError", "Reply", "Session", "SessionManager", "dumps"]
+
+log = logging.getLogger(__name__)
+
+#: (HTTP status, JSON body bytes, extra headers)
+Reply = tuple[int, bytes, dict[str, str]]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of one ``agentrl serve`` process."""
+
+    env_ids: tuple[str, ...]
+    """The registered env ids this server makes sessions of."""
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = 8765
+    """TCP port (0: any free port)."""
+    max_sessions: int = 4096
+    """Most sessions open at once; a create beyond it gets 429 with Retry-After."""
+    idle_timeout_s: float = 300.0
+    """A session with no operation for this long is closed (its env too)."""
+    token: str | None = None
+    """Bearer token every request must carry (``Authorization: Bearer TOKEN``); None: open."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest request body / WebSocket frame accepted (413 beyond)."""
+    allow_env_kwargs: bool = False
+    """Accept ``env_kwargs`` (constructor arguments) from clients; refused (403) if False."""
+    env_threads: int = 0
+    """Threads that run sync envs' reset/step (0: run them on the event loop, fastest for
+    pure-Python envs; use threads for envs that block, e.g. sandboxes)."""
+
+    def __post_init__(self) -> None:
+        if not self.env_ids:
+            raise ConfigError("serve: give at least one env id")
+        if self.max_sessions < 1:
+            raise ConfigError(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if not self.idle_timeout_s > 0:
+            raise ConfigError(f"idle_timeout_s must be > 0, got {self.idle_timeout_s}")
+        if self.max_body_bytes < 1024:
+            raise ConfigError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+        if self.env_threads < 0:
+            raise ConfigError(f"env_threads must be >= 0, got {self.env_threads}")
+        if self.token is not None and not self.token:
+            raise ConfigError("token must be a non-empty string or None")
+
+
+class ApiError(AgentRLError):
+    """An error reply (never leaves the server: the app turns it into a response)."""
+
+    def __init__(self, code: str, message: str, *, type_: str | None = None,
+                 expected_seq: int | None = None, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status = ERROR_CODES[code]
+        self.code = code
+        self.type = type_
+        self.expected_seq = expected_seq
+        self.headers = dict(headers or {})
+
+    def reply(self) -> Reply:
+        error: dict[str, Any] = {"code": self.code, "message": str(self)}
+        if self.type is not None:
+            error["type"] = self.type
+        if self.expected_seq is not None:
+            error["expected_seq"] = self.expected_seq
+        return self.status, json.dumps({"error": error}).encode(), self.headers
+
+
+def _safe_info(info: Any) -> dict[str, Any]:
+    """The JSON-serializable entries of ``info`` (others dropped, as the collector does)."""
+    if not isinstance(info, dict):
+        return {}
+    out = {}
+    for key, value in info.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            continue
+        out[str(key)] = value
+    return out
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    """JSON bytes of a reply body; non-JSON ``info`` entries are dropped."""
+    try:
+        return json.dumps(body, allow_nan=False).encode()
+    except (TypeError, ValueError):
+        body = {**body, "info": _safe_info(body.get("info"))}
+        if "reward" in body and not math.isfinite(body["reward"]):
+            body["reward"] = 0.0
+        return json.dumps(body, allow_nan=False, default=str).encode()
+
+
+class Session:
+    """One env instance and the last operation applied to it."""
+
+    __slots__ = ("id", "env_id", "env", "is_async", "seq", "reply", "lock", "created",
+                 "last_used", "busy", "closed")
+
+    def __init__(self, sid: str, env_id: str) -> None:
+        self.id = sid
+        self.env_id = env_id
+        self.env: Any = None
+        self.is_async = False
+        self.seq = -1  # last applied operation; its reply is ``reply``
+        self.reply: Reply | None = None
+        self.lock = asyncio.Lock()
+        self.created = self.last_used = time.monotonic()
+        self.busy = 0
+        self.closed = False
+
+
+def _env_error(exc: AgentRLError) -> ApiError:
+    """The reply for an error the env raised on purpose (its API's misuse or bad args)."""
+    name = type(exc).__name__
+    if isinstance(exc, InvalidActionError):
+        return ApiError("invalid_action", str(exc), type_=name)
+    if isinstance(exc, ConfigError):
+        return ApiError("bad_request", str(exc), type_=name)
+    if isinstance(exc, EnvError):
+        return ApiError("env_misuse", str(exc), type_=name)
+    return ApiError("env_failed", str(exc), type_=name)  # e.g. SandboxError: infrastructure
+
+
+class SessionManager:
+    """All sessions of a server, their limits, the idle reaper, and the metrics."""
+
+    def __init__(self, config: ServerConfig,
+                 make_env: Callable[..., Any] | None = None) -> None:
+        self.config = config
+        self.sessions: dict[str, Session] = {}
+        self._make_env = make_env or _default_make
+        self._executor = (ThreadPoolExecutor(config.env_threads, thread_name_prefix="serve-env")
+                          if config.env_threads else None)
+        self._reaper: asyncio.Task[None] | None = None
+        self.started = time.monotonic()
+        self.counters: dict[tuple[str, str], int] = {}
+        self.latency: dict[str, list[float]] = {}  # op -> [count, sum, *bucket counts]
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the idle reaper on the running loop."""
+        if self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def shutdown(self) -> None:
+        """Stop the reaper and close every session's env."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+        await asyncio.gather(*(self._drop(s, "shutdown") for s in list(self.sessions.values())))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _reap_forever(self) -> None:
+        interval = min(5.0, max(0.05, self.config.idle_timeout_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            await self.reap()
+
+    async def reap(self) -> int:
+        """Close sessions idle longer than the timeout; returns how many."""
+        limit = time.monotonic() - self.config.idle_timeout_s
+        stale = [s for s in self.sessions.values() if not s.busy and s.last_used < limit]
+        await asyncio.gather(*(self._drop(s, "idle") for s in stale))
+        return len(stale)
+
+    # -- helpers ------------------------------------------------------------------------
+    def count(self, name: str, label: str) -> None:
+        key = (name, label)
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def observe(self, op: str, seconds: float) -> None:
+        row = self.latency.get(op)
+        if row is None:
+            row = self.latency[op] = [0.0] * (2 + len(_LATENCY_BUCKETS))
+        row[0] += 1
+        row[1] += seconds
+        for i, bound in enumerate(_LATENCY_BUCKETS):
+            if seconds <= bound:
+                row[2 + i] += 1
+
+    async def _call(self, session: Session, fn: Callable[..., Any], *args: Any,
+                    **kwargs: Any) -> Any:
+        if session.is_async:
+            return await fn(*args, **kwargs)
+        if self._executor is None:
+            return fn(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def _drop(self, session: Session, reason: str) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+        self.count("agentrl_serve_sessions_closed_total", reason)
+        if session.env is None:
+            return
+        try:
+            await self._call(session, session.env.aclose if session.is_async else session.env.close)
+        except Exception as exc:  # env code is user code; the session is gone either way
+            log.warning("closing session %s (%s) raised %s: %s", session.id, session.env_id,
+                        type(exc).__name__, exc)
+
+    def retry_after(self) -> int:
+        """Seconds until a session slot is likely free (the oldest idle one is reaped)."""
+        now = time.monotonic()
+        idle = [now - s.last_used for s in self.sessions.values() if not s.busy]
+        wait = self.config.idle_timeout_s - max(idle) if idle else 1.0
+        return max(1, min(60, math.ceil(wait)))
+
+    def get(self, sid: str) -> Session:
+        session = self.sessions.get(sid)
+        if session is None:
+            raise ApiError("unknown_session",
+                           f"no session {sid!r} (closed, reaped after "
+                           f"{self.config.idle_timeout_s:g} s idle, or the server restarted)")
+        return session
+
+    # -- operations ---------------------------------------------------------------------
+    async def create(self, req: CreateSession) -> Reply:
+        """Make a session's env and reset it (operation 0); a retried create (same id)
+        returns the stored reply."""
+        if req.env_id not in self.config.env_ids:
+            raise ApiError("unknown_env", f"env {req.env_id!r} is not served here; served: "
+                           f"{', '.join(self.config.env_ids)}")
+        if req.env_kwargs and not self.config.allow_env_kwargs:
+            raise ApiError("env_kwargs_not_allowed", "this server does not accept env_kwargs "
+                           "(start it with --allow-env-kwargs)")
+        if req.session_id is not None and req.session_id in self.sessions:
+            session = self.sessions[req.session_id]
+            async with session.lock:
+                if session.env_id != req.env_id or session.seq != 0 or session.reply is None:
+                    raise ApiError("session_conflict",
+                                   f"session {req.session_id!r} exists and has moved on")
+                session.last_used = time.monotonic()
+                return session.reply
+        if len(self.sessions) >= self.config.max_sessions:
+            self.count("agentrl_serve_rejected_total", "too_many_sessions")
+            raise ApiError("too_many_sessions",
+                           f"the server holds its maximum of {self.config.max_sessions} sessions",
+                           headers={"Retry-After": str(self.retry_after())})
+        session = Session(req.session_id or secrets.token_urlsafe(16), req.env_id)
+        self.sessions[session.id] = session  # holds the slot while the env is made
+        session.busy += 1
+        try:
+            async with session.lock:
+                try:
+                    session.env = await self._make(req.env_id, req.env_kwargs or {})
+                except ApiError:
+                    raise
+                except EnvNotFoundError as exc:
+                    raise ApiError("unknown_env", str(exc)) from exc
+                except AgentRLError as exc:
+                    raise _env_error(exc) from exc
+                session.is_async = isinstance(session.env, AsyncEnv)
+                reply = await self._apply_reset(session, 0, req.seed, req.options, status=201)
+        except ApiError:
+            await self._drop(session, "error")
+            raise
+        finally:
+            session.busy -= 1
+        self.count("agentrl_serve_sessions_created_total", req.env_id)
+        return reply
+
+    async def _make(self, env_id: str, kwargs: dict[str, Any]) -> Any:
+        try:
+            if self._executor is None:
+                return self._make_env(env_id, **kwargs)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, functools.partial(self._make_env, env_id, **kwargs))
+        except AgentRLError:
+            raise
+        except (TypeError, ValueError) as exc:  # bad constructor arguments
+            raise ConfigError(f"making {env_id} raised {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # env code is user code
+            raise ApiError("env_failed", f"making {env_id} raised {type(exc).__name__}: "
+                           f"{exc}", type_=type(exc).__name__) from exc
+
+    async def reset(self, sid: str, req: ResetSession) -> Reply:
+        return await self._op(sid, req.seq, "reset", req)
+
+    async def step(self, sid: str, req: StepSession) -> Reply:
+        return await self._op(sid, req.seq, "step", req)
+
+    async def close(self, sid: str) -> None:
+        session = self.get(sid)
+        async with session.lock:
+            await self._drop(session, "client")
+
+    async def _op(self, sid: str, seq: int, op: str, req: Any) -> Reply:
+        session = self.get(sid)
+        session.busy += 1
+        try:
+            async with session.lock:
+                if session.closed:
+                    raise self._gone(sid)
+                session.last_used = time.monotonic()
+                if seq == session.seq and session.reply is not None:
+                    self.count("agentrl_serve_retries_total", op)
+                    return session.reply
+                if seq != session.seq + 1:
+                    raise ApiError("out_of_order", f"seq {seq} is out of order: the next "
+                                   f"operation of session {sid} is {session.seq + 1}",
+                                   expected_seq=session.seq + 1)
+                if op == "reset":
+                    return await self._apply_reset(session, seq, req.seed, req.options)
+                return await self._apply_step(session, seq, req.action)
+        finally:
+            session.busy -= 1
+            session.last_used = time.monotonic()
+
+    def _gone(self, sid: str) -> ApiError:
+        return ApiError("unknown_session", f"session {sid!r} was closed")
+
+    async def _run_env(self, session: Session, seq: int, call: Callable[[], Any]) -> Any:
+        """Run an env call; an env error is stored as the reply of ``seq``, anything
+        unexpected closes the session."""
+        try:
+            return await call()
+        except EnvNotFoundError as exc:
+            raise ApiError("unknown_env", str(exc)) from exc
+        except (EnvError, ConfigError) as exc:  # the env's own API errors: reply, keep going
+            error = _env_error(exc)
+            session.seq, session.reply = seq, error.reply()
+            raise error from exc
+        except Exception as exc:  # env code is user code: this session's state is unknown
+            log.warning("session %s (%s): env raised %s: %s", session.id, session.env_id,
+                        type(exc).__name__, exc)
+            await self._drop(session, "error")
+            raise ApiError("env_failed", f"the env raised {type(exc).__name__}: {exc}; the "
+                           "session is closed", type_=type(exc).__name__) from exc
+
+    async def _apply_reset(self, session: Session, seq: int, seed: int | None,
+                           options: dict[str, Any] | None, status: int = 200) -> Reply:
+        env = session.env
+        fn = env.areset if session.is_async else env.reset
+
+        async def call() -> Any:
+            messages, info = await self._call(session, fn, seed=seed, options=options)
+            return messages, info
+
+        t0 = time.perf_counter()
+        messages, info = await self._run_env(session, seq, call)
+        self.observe("reset", time.perf_counter() - t0)
+        body = {"session_id": session.id, "seq": seq, "messages": messages, "info": info}
+        session.seq, session.reply = seq, (status, dumps(body), {})
+        return session.reply
+
+    async def _apply_step(self, session: Session, seq: int, action: Any) -> Reply:
+        env = session.env
+        fn = env.astep if session.is_async else env.step
+        if not isinstance(action, str):
+            action = action.model_dump(exclude_none=True)
+
+        async def call() -> Any:
+            messages, reward, terminated, truncated, info = await self._call(session, fn, action)
+            return messages, float(reward), terminated, truncated, info
+
+        t0 = time.perf_counter()
+        messages, reward, terminated, truncated, info = await self._run_env(session, seq, call)
+        self.observe("step", time.perf_counter() - t0)
+        body = {"session_id": session.id, "seq": seq, "messages": messages,
+                "reward": reward, "terminated": bool(terminated),
+                "truncated": bool(truncated), "info": info}
+        session.seq, session.reply = seq, (200, dumps(body), {})
+        return session.reply
+
+    # -- metrics --------------------------------------------------------------------------
+    def metrics_text(self) -> str:
+        """Prometheus text exposition (format 0.0.4) of the server's counters."""
+        lines = [
+            "# HELP agentrl_serve_sessions Sessions open now.",
+            "# TYPE agentrl_serve_sessions gauge",
+            f"agentrl_serve_sessions {len(self.sessions)}",
+            "# HELP agentrl_serve_max_sessions The max-sessions limit.",
+            "# TYPE agentrl_serve_max_sessions gauge",
+            f"agentrl_serve_max_sessions {self.config.max_sessions}",
+        ]
+        names = sorted({name for name, _ in self.counters})
+        labels = {"agentrl_serve_sessions_created_total": "env",
+                  "agentrl_serve_sessions_closed_total": "reason",
+                  "agentrl_serve_rejected_total": "reason",
+                  "agentrl_serve_retries_total": "op",
+                  "agentrl_serve_requests_total": "status"}
+        for name in names:
+            lines += [f"# HELP {name} Counter.", f"# TYPE {name} counter"]
+            label = labels.get(name, "label")
+            for (n, value), count in sorted(self.counters.items()):
+                if n == name:
+                    lines.append(f'{name}{{{label}="{_escape(value)}"}} {count}')
+        name = "agentrl_serve_env_seconds"
+        lines += [f"# HELP {name} Time in env reset/step per operation.",
+                  f"# TYPE {name} histogram"]
+        for op, row in sorted(self.latency.items()):
+            for bound, count in zip(_LATENCY_BUCKETS, row[2:], strict=True):
+                lines.append(f'{name}_bucket{{op="{op}",le="{bound}"}} {int(count)}')
+            lines.append(f'{name}_bucket{{op="{op}",le="+Inf"}} {int(row[0])}')
+            lines.append(f'{name}_sum{{op="{op}"}} {row[1]:.9f}')
+            lines.append(f'{name}_count{{op="{op}"}} {int(row[0])}')
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _default_make(env_id: str, **kwargs: Any) -> Any:
+    from agentrl.registry import make
+
+    return make(env_id, **kwargs)
