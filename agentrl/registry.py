@@ -108,8 +108,15 @@ def suggest_ids(env_id: str, n: int = 3) -> list[str]:
     return [lowered[c] for c in close]
 
 
-def make(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gymnasium.make`` with an :class:`EnvNotFoundError` that names the nearest ids."""
+def make(env_id: str, *, remote: str | None = None, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` with an :class:`EnvNotFoundError` that names the nearest ids.
+
+    With ``remote="http://HOST:PORT"``, the env runs on that ``agentrl serve`` server and a
+    :class:`~agentrl.remote.RemoteEnv` is returned (``kwargs``: its settings such as
+    ``token``, and the env's constructor arguments).
+    """
+    if remote is not None:
+        return gym.make("agentrl/Remote-v0", url=remote, env_id=env_id, **kwargs)
     if env_id not in gym.registry and ":" not in env_id:
         hints = suggest_ids(env_id)
         hint = f" Did you mean: {', '.join(hints)}?" if hints else ""

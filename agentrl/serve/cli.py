@@ -7,7 +7,6 @@ notebooks), and :func:`run_server` for scripts.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import sys
@@ -126,7 +125,7 @@ class BackgroundServer:
     def _run(self) -> None:
         import uvloop
 
-        asyncio.run(self.server.serve(sockets=[self._sock]), loop_factory=uvloop.new_event_loop)
+        uvloop.run(self.server.serve(sockets=[self._sock]))
 
     def start(self, timeout_s: float = 20.0) -> BackgroundServer:
         self._thread.start()
