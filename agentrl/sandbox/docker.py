@@ -1,14 +1,25 @@
 """The Docker backend, through the docker SDK (docker-py).
 
 Each execution runs in a container with no network, a read-only root, tmpfs work
-directory and /tmp, all capabilities dropped, ``no-new-privileges``, a non-root user,
-cgroup memory and pids limits, and rlimits. Inside, a small Python loop
-(``_docker_boot.py``) writes the files, runs the program with capped output and a wall
-deadline, and reports one JSON line; the host also kills the container if it overruns.
+directory and /tmp, ``no-new-privileges``, cgroup memory (swap included) and pids
+limits, and rlimits. Inside, a small Python loop (``_docker_boot.py``) runs as root with
+every capability dropped but SETUID/SETGID, writes the files, starts the program as the
+unprivileged ``uid`` (65534) with capped output and a wall deadline, kills whatever the
+program left running, and reports one JSON line. The program cannot signal, trace or
+write as that loop, so it cannot forge the report; the host also kills the container if
+it overruns.
 
 Containers are short-lived (``pool_size=0``) or taken from a :class:`ContainerPool` of
 started, idle containers; a pooled container serves exactly one execution and is then
 removed, so nothing leaks between executions.
+
+Long-lived processes with pipes (:meth:`DockerBackend.spawn`: persistent sessions and
+the two processes of :class:`~agentrl.sandbox.grading.FunctionGrader`) run through the
+``docker`` command line client (``docker run -i``), as the unprivileged user with no
+capabilities at all, under ``docker-init``.
+
+By default the image is :data:`~agentrl.sandbox.docker_image.LOCAL_IMAGE`, built from the
+host's python3 when missing (no registry is needed).
 """
 
 from __future__ import annotations
@@ -17,35 +28,58 @@ import base64
 import json
 import os
 import queue
+import secrets
+import shutil
+import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 from agentrl.errors import SandboxError, SandboxUnavailableError
+from agentrl.sandbox import _proc
 from agentrl.sandbox._common import BASE_ENV, check_files, prlimit_argv, to_result
 from agentrl.sandbox._proc import RawOutcome
 from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend
+from agentrl.sandbox.docker_image import LOCAL_IMAGE, ensure_image
 
 __all__ = ["DockerBackend", "ContainerPool", "container_options", "parse_report",
-           "DEFAULT_IMAGE"]
+           "request_env", "spawn_argv", "connect", "DEFAULT_IMAGE"]
 
-#: Image used unless another is given; it must have python3 and util-linux's prlimit.
-DEFAULT_IMAGE = "python:3.11-slim"
+#: Image used unless another is given (built from the host when missing); another image
+#: must have python3 and util-linux's prlimit.
+DEFAULT_IMAGE = LOCAL_IMAGE
 _LABEL = "agentrl.sandbox"
 _MARK = "AGENTRL-RESULT "
 # Seconds the host waits past the wall time before killing the container itself.
 _GRACE = 5.0
+# Capabilities the boot loop (root in the container) keeps to drop to the program's uid.
+_BOOT_CAPS = ["SETUID", "SETGID"]
+# Host environment variables the docker command line client needs to find the engine.
+_CLI_ENV = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT",
+            "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
 
 
-def container_options(limits: Limits, *, image: str, user: str = "65534:65534") -> dict[str, Any]:
-    """Keyword arguments for ``client.containers.create``: isolation and limits."""
+def container_options(limits: Limits, *, image: str, ulimits: bool = True) -> dict[str, Any]:
+    """Keyword arguments for ``client.containers.create``: isolation and limits.
+
+    The container's own user is root so that the boot loop can start the program as the
+    unprivileged uid; it keeps only the capabilities to do that (SETUID, SETGID).
+    ``ulimits=False`` (pooled containers) leaves the file size, open files and CPU rlimits
+    to each execution's ``prlimit`` (which can only lower them)."""
     from docker.types import Ulimit
 
     cpu = max(1, int(limits.cpu_time + 0.999))
+    rlimits = [Ulimit(name="core", soft=0, hard=0)]
+    if ulimits:
+        rlimits += [
+            Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
+            Ulimit(name="fsize", soft=limits.file_size, hard=limits.file_size),
+            Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
+        ]
     return {
         "image": image,
-        "user": user,
+        "user": "0:0",
         "working_dir": "/work",
         "network_mode": "none",
         "network_disabled": True,
@@ -55,24 +89,43 @@ def container_options(limits: Limits, *, image: str, user: str = "65534:65534") 
             "/tmp": f"size={limits.workdir_size},mode=1777",
         },
         "cap_drop": ["ALL"],
+        "cap_add": list(_BOOT_CAPS),
         "security_opt": ["no-new-privileges"],
         "mem_limit": limits.memory,
         "memswap_limit": limits.memory,
         "pids_limit": limits.processes,
-        "ulimits": [
-            Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
-            Ulimit(name="fsize", soft=limits.file_size, hard=limits.file_size),
-            Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
-            Ulimit(name="core", soft=0, hard=0),
-        ],
+        "ulimits": rlimits,
         "environment": dict(BASE_ENV),
         "labels": {_LABEL: "1"},
         "detach": True,
     }
 
 
+def spawn_argv(docker: str, command: Sequence[str], limits: Limits, *, image: str, name: str,
+               uid: int, cpu_limit: bool = True) -> list[str]:
+    """``docker run -i`` command line for :meth:`DockerBackend.spawn` (same isolation as
+    :func:`container_options`, but no capabilities at all and the unprivileged user)."""
+    cpu = max(1, int(limits.cpu_time + 0.999))
+    argv = [docker, "run", "-i", "--rm", "--name", name, "--init", "--log-driver", "none",
+            "--user", f"{uid}:{uid}", "--workdir", "/work", "--network", "none", "--read-only",
+            "--tmpfs", f"/work:size={limits.workdir_size},mode=1777",
+            "--tmpfs", f"/tmp:size={limits.workdir_size},mode=1777",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--memory", str(limits.memory), "--memory-swap", str(limits.memory),
+            "--pids-limit", str(limits.processes),
+            "--ulimit", f"nofile={limits.open_files}:{limits.open_files}",
+            "--ulimit", f"fsize={limits.file_size}:{limits.file_size}",
+            "--ulimit", "core=0:0", "--label", f"{_LABEL}=1"]
+    if cpu_limit:
+        argv += ["--ulimit", f"cpu={cpu}:{cpu + 1}"]
+    for key, value in BASE_ENV.items():
+        argv += ["--env", f"{key}={value}"]
+    return [*argv, image, *prlimit_argv(limits, cpu=cpu_limit, nproc=False), *command]
+
+
 def request_env(command: Sequence[str], files: Mapping[str, bytes], stdin: bytes,
-                limits: Limits, env: Mapping[str, str] | None = None) -> dict[str, str]:
+                limits: Limits, env: Mapping[str, str] | None = None, *,
+                uid: int = 65534) -> dict[str, str]:
     """The environment that carries one execution request to ``_docker_boot.py``."""
     # The process limit is the container's pids cgroup: RLIMIT_NPROC would count every
     # container of the same uid on the host together.
@@ -83,6 +136,7 @@ def request_env(command: Sequence[str], files: Mapping[str, bytes], stdin: bytes
         "stdin": base64.b64encode(stdin).decode(),
         "wall_time": limits.wall_time,
         "output": limits.output,
+        "uid": uid,
     }
     return {**BASE_ENV, **(env or {}), "AGENTRL_REQUEST": json.dumps(request)}
 
@@ -107,7 +161,7 @@ def parse_report(log: bytes) -> RawOutcome | None:
             timed_out=bool(report["timed_out"]),
             output_exceeded=bool(report["output_exceeded"]),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 
@@ -193,23 +247,35 @@ class DockerBackend(SandboxBackend):
     """Containers through the docker SDK.
 
     Args:
-        image: image with python3 and prlimit (default ``python:3.11-slim``).
+        image: image with python3 and prlimit (default :data:`DEFAULT_IMAGE`, built from
+            the host when missing or stale).
         client: a ``docker.DockerClient`` (default ``docker.from_env()``, pinged at start).
         pool_size: idle containers kept ready; 0 means one fresh container per execution.
-        pool_limits: container-level limits (memory, processes, file size, tmpfs size) of
-            pooled containers, fixed when they start; wall time, CPU time and output
-            still come from each execution's ``limits``.
-        user: ``uid:gid`` the program runs as (non-root).
+        pool_limits: the container-level limits of pooled containers (memory, processes,
+            work directory size), fixed when they start. An execution whose ``limits``
+            differ in these takes a fresh container instead; every other limit (wall and
+            CPU time, output, file size, open files, address space) is applied per
+            execution.
+        uid: the unprivileged uid (and gid) the program runs as; never 0.
+        build_image: build :data:`DEFAULT_IMAGE` when it is the image and is missing.
+
+    Raises:
+        SandboxUnavailableError: no engine is reachable, or the default image cannot be built.
     """
 
     name = "docker"
     isolated = True
 
     def __init__(self, *, image: str = DEFAULT_IMAGE, client: Any = None, pool_size: int = 0,
-                 pool_limits: Limits | None = None, user: str = "65534:65534") -> None:
-        self.image, self.user = image, user
+                 pool_limits: Limits | None = None, uid: int = 65534,
+                 build_image: bool = True) -> None:
+        if uid <= 0:
+            raise SandboxError(f"the program's uid must be an unprivileged uid, got {uid}")
+        self.image, self.uid = image, uid
         self.pool_limits = pool_limits or Limits()
-        self.client = client if client is not None else _connect()
+        self.client = client if client is not None else connect()
+        if build_image and image == LOCAL_IMAGE:
+            ensure_image(self.client, image)
         self._boot = resources.files("agentrl.sandbox").joinpath("_docker_boot.py").read_text()
         self.pool = ContainerPool(self._start_idle, pool_size) if pool_size else None
 
@@ -224,9 +290,9 @@ class DockerBackend(SandboxBackend):
     ) -> ExecResult:
         limits = limits or Limits()
         data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
-        environment = request_env(command, check_files(files), data, limits, env)
+        environment = request_env(command, check_files(files), data, limits, env, uid=self.uid)
         boot = ["python3", "-I", "-c", self._boot]
-        if self.pool is not None:
+        if self.pool is not None and self._fits_pool(limits):
             log = self._run_pooled(boot, environment, limits)
         else:
             log = self._run_fresh(boot, environment, limits)
@@ -236,6 +302,26 @@ class DockerBackend(SandboxBackend):
                                + log[-500:].decode("utf-8", errors="replace"))
         return to_result(raw, raw.returncode, limits)
 
+    def spawn(self, command: Sequence[str], limits: Limits, *,
+              cpu_limit: bool = True) -> subprocess.Popen[bytes]:
+        """Start ``command`` in a fresh container with stdin/stdout/stderr pipes (sessions,
+        grading). :func:`agentrl.sandbox._proc.terminate` kills and removes it."""
+        docker = shutil.which("docker")
+        if docker is None:
+            raise SandboxUnavailableError(
+                "spawning in a container needs the docker command line client on PATH "
+                "(Debian package docker.io or docker-cli)")
+        name = f"agentrl-{secrets.token_hex(8)}"
+        argv = spawn_argv(docker, command, limits, image=self.image, name=name, uid=self.uid,
+                          cpu_limit=cpu_limit)
+        env = {key: os.environ[key] for key in _CLI_ENV if key in os.environ}
+        try:
+            proc = _proc.spawn(argv, env=env)
+        except OSError as err:
+            raise SandboxError(f"could not run the docker client ({docker}): {err}") from err
+        proc.agentrl_cleanup = lambda: self._remove_named(name)  # type: ignore[attr-defined]
+        return proc
+
     def close(self) -> None:
         """Remove pooled containers."""
         if self.pool is not None:
@@ -243,8 +329,13 @@ class DockerBackend(SandboxBackend):
 
     # -- internals ---------------------------------------------------------------------
 
+    def _fits_pool(self, limits: Limits) -> bool:
+        pool = self.pool_limits
+        return (limits.memory, limits.processes, limits.workdir_size) == (
+            pool.memory, pool.processes, pool.workdir_size)
+
     def _options(self, limits: Limits) -> dict[str, Any]:
-        return container_options(limits, image=self.image, user=self.user)
+        return container_options(limits, image=self.image)
 
     def _run_fresh(self, boot: list[str], environment: dict[str, str], limits: Limits) -> bytes:
         from requests.exceptions import RequestException
@@ -269,7 +360,7 @@ class DockerBackend(SandboxBackend):
         result: list[Any] = []
 
         def run() -> None:
-            result.append(container.exec_run(boot, environment=environment, user=self.user,
+            result.append(container.exec_run(boot, environment=environment, user="0:0",
                                              workdir="/work", demux=True))
 
         worker = threading.Thread(target=run, daemon=True)
@@ -284,11 +375,20 @@ class DockerBackend(SandboxBackend):
             _remove(container)
 
     def _start_idle(self) -> Any:
-        options = self._options(self.pool_limits)
+        options = container_options(self.pool_limits, image=self.image, ulimits=False)
         container = self._call(lambda: self.client.containers.create(
             command=["sleep", "infinity"], **options))
         self._call(container.start)
         return container
+
+    def _remove_named(self, name: str) -> None:
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        try:
+            self.client.api.remove_container(name, force=True)
+        except (DockerException, RequestException):
+            pass  # never created, already removed (--rm), or the engine is gone
 
     @staticmethod
     def _call(fn: Any) -> Any:
@@ -300,7 +400,12 @@ class DockerBackend(SandboxBackend):
             raise SandboxError(f"docker failed: {err}") from err
 
 
-def _connect() -> Any:
+def connect() -> Any:
+    """A pinged ``docker.DockerClient`` from the environment (DOCKER_HOST or the socket).
+
+    Raises:
+        SandboxUnavailableError: the SDK is missing or no engine answers (says why).
+    """
     try:
         import docker
     except ImportError as err:

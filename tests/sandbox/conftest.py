@@ -27,20 +27,31 @@ def local() -> LocalBackend:
 _docker: dict[str, object] = {}
 
 
-def docker_backend_or_skip():
-    """A DockerBackend on a live engine (probed once), else skip with the reason."""
+def docker_backend_or_skip(pooled: bool = False):
+    """A DockerBackend on a live engine (probed once; ``pooled``: with a pool of started
+    containers), else skip with the reason. ``.ci/setup.sh --tests`` starts an engine and
+    builds the image, so in CI these run."""
     from agentrl.errors import SandboxUnavailableError
     from agentrl.sandbox.docker import DockerBackend
 
-    if "backend" not in _docker:
+    key = "pooled" if pooled else "backend"
+    if "reason" not in _docker and key not in _docker:
         try:
-            _docker["backend"] = DockerBackend()
+            _docker[key] = DockerBackend(pool_size=2 if pooled else 0)
         except SandboxUnavailableError as err:
-            _docker["backend"] = None
             _docker["reason"] = str(err)  # the error already says what is missing
-    if _docker["backend"] is None:
+    if "reason" in _docker:
         pytest.skip(str(_docker["reason"]))
-    return _docker["backend"]
+    return _docker[key]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_docker_backends():
+    yield
+    for key in ("backend", "pooled"):
+        backend = _docker.pop(key, None)
+        if backend is not None:
+            backend.close()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -64,11 +75,12 @@ class _Prestarted:
 
 
 @pytest.fixture(params=["bwrap", "bwrap-prestart",
-                        pytest.param("docker", marks=pytest.mark.docker)])
+                        pytest.param("docker", marks=pytest.mark.docker),
+                        pytest.param("docker-pool", marks=pytest.mark.docker)])
 def isolated(request: pytest.FixtureRequest, bwrap: BwrapBackend, prestarted: BwrapBackend):
     """Every available isolating backend (adversarial cases that need isolation)."""
-    if request.param == "docker":
-        return docker_backend_or_skip()
+    if request.param.startswith("docker"):
+        return docker_backend_or_skip(pooled=request.param == "docker-pool")
     return bwrap if request.param == "bwrap" else _Prestarted(prestarted)
 
 
