@@ -4,9 +4,9 @@ Shipped as source (``python3 -I -c``). The request comes in the environment vari
 AGENTRL_REQUEST (JSON: argv, files as base64, stdin as base64, wall_time, output, uid);
 the result is one JSON line on this process's stdout.
 
-This loop runs as root inside the container (all capabilities dropped but SETUID and
-SETGID, which it needs to drop privileges) and starts the program as the unprivileged
-``uid``: the program cannot signal, ptrace or read this process (nor its stdout, which
+This loop runs as root inside the container (all capabilities dropped but SETUID,
+SETGID and KILL: to drop privileges and to kill what the program leaves behind) and
+starts the program as the unprivileged ``uid``: the program cannot signal, ptrace or read this process (nor its stdout, which
 carries the report), so it cannot forge the result. The program's own output goes to
 pipes that this loop caps, so a program printing a gigabyte is stopped at the cap. Once
 the program has exited (or overrun), everything else it left running is killed.

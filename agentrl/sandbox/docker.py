@@ -3,7 +3,7 @@
 Each execution runs in a container with no network, a read-only root, tmpfs work
 directory and /tmp, ``no-new-privileges``, cgroup memory (swap included) and pids
 limits, and rlimits. Inside, a small Python loop (``_docker_boot.py``) runs as root with
-every capability dropped but SETUID/SETGID, writes the files, starts the program as the
+every capability dropped but SETUID/SETGID/KILL, writes the files, starts the program as the
 unprivileged ``uid`` (65534) with capped output and a wall deadline, kills whatever the
 program left running, and reports one JSON line. The program cannot signal, trace or
 write as that loop, so it cannot forge the report; the host also kills the container if
@@ -53,8 +53,9 @@ _LABEL = "agentrl.sandbox"
 _MARK = "AGENTRL-RESULT "
 # Seconds the host waits past the wall time before killing the container itself.
 _GRACE = 5.0
-# Capabilities the boot loop (root in the container) keeps to drop to the program's uid.
-_BOOT_CAPS = ["SETUID", "SETGID"]
+# Capabilities the boot loop (root in the container) keeps: to start the program as its
+# uid, and to kill what the program leaves behind.
+_BOOT_CAPS = ["SETUID", "SETGID", "KILL"]
 # Host environment variables the docker command line client needs to find the engine.
 _CLI_ENV = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT",
             "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
@@ -64,7 +65,8 @@ def container_options(limits: Limits, *, image: str, ulimits: bool = True) -> di
     """Keyword arguments for ``client.containers.create``: isolation and limits.
 
     The container's own user is root so that the boot loop can start the program as the
-    unprivileged uid; it keeps only the capabilities to do that (SETUID, SETGID).
+    unprivileged uid; it keeps only the capabilities to do that and to kill what the
+    program leaves behind (SETUID, SETGID, KILL).
     ``ulimits=False`` (pooled containers) leaves the file size, open files and CPU rlimits
     to each execution's ``prlimit`` (which can only lower them)."""
     from docker.types import Ulimit

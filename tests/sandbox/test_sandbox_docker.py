@@ -104,7 +104,7 @@ def test_container_options_isolate_and_limit():
     assert options["network_mode"] == "none" and options["network_disabled"] is True
     assert options["read_only"] is True and options["cap_drop"] == ["ALL"]
     # The boot loop is root with just the capabilities to drop to the program's uid.
-    assert options["user"] == "0:0" and options["cap_add"] == ["SETUID", "SETGID"]
+    assert options["user"] == "0:0" and options["cap_add"] == ["SETUID", "SETGID", "KILL"]
     assert options["security_opt"] == ["no-new-privileges"]
     assert options["mem_limit"] == options["memswap_limit"] == 256 * 2**20
     assert options["pids_limit"] == 32
