@@ -7,6 +7,7 @@ notebooks), and :func:`run_server` for scripts.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import sys
@@ -121,11 +122,17 @@ class BackgroundServer:
         self.server = uvicorn.Server(uvicorn_config(config, self.manager))
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._run, name="agentrl-serve", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The server's event loop (set once started)."""
 
     def _run(self) -> None:
         import uvloop
 
-        uvloop.run(self.server.serve(sockets=[self._sock]))
+        async def serve() -> None:
+            self.loop = asyncio.get_running_loop()
+            await self.server.serve(sockets=[self._sock])
+
+        uvloop.run(serve())
 
     def start(self, timeout_s: float = 20.0) -> BackgroundServer:
         self._thread.start()

@@ -240,10 +240,14 @@ class SessionClient:
         cls = _WsTransport if self.config.transport == "ws" else _HttpTransport
         return cls(self.base, self.config)
 
-    async def _ensure(self) -> Any:
+    def _bind_loop(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # first use, or used from another loop: start afresh
+        if self._loop is not loop or self._lock is None:
+            # First use, or used from another loop: the old connection belongs to that loop.
             self._loop, self._transport, self._lock = loop, None, asyncio.Lock()
+        return self._lock
+
+    async def _ensure(self) -> Any:
         if self._transport is None:
             transport = self._make_transport()
             await transport.connect(self.session_id)
@@ -260,10 +264,7 @@ class SessionClient:
 
     async def request(self, frame: dict[str, Any], op: str) -> Any:
         """Send ``frame`` (retrying with the same content) and return the reply body."""
-        if self._loop is not asyncio.get_running_loop():
-            await self._ensure()
-        assert self._lock is not None
-        async with self._lock:
+        async with self._bind_loop():
             delay = self.config.backoff_s
             last = ""
             for attempt in range(self.config.retries + 1):
