@@ -6,10 +6,11 @@ the result is one JSON line on this process's stdout.
 
 This loop runs as root inside the container (all capabilities dropped but SETUID,
 SETGID and KILL: to drop privileges and to kill what the program leaves behind) and
-starts the program as the unprivileged ``uid``: the program cannot signal, ptrace or read this process (nor its stdout, which
-carries the report), so it cannot forge the result. The program's own output goes to
-pipes that this loop caps, so a program printing a gigabyte is stopped at the cap. Once
-the program has exited (or overrun), everything else it left running is killed.
+starts the program as the unprivileged ``uid``: the program cannot signal, ptrace or
+read this process (nor its stdout, which carries the report), so it cannot forge the
+result. The program's own output goes to pipes that this loop caps, so a program
+printing a gigabyte is stopped at the cap. Once the program has exited (or overrun),
+everything else it left running is killed.
 """
 
 import base64

@@ -1,0 +1,57 @@
+"""Grading on the docker backend: the reward-hacking cases and HumanEval on a subset.
+
+Every test of ``test_sandbox_grading.py`` that takes the ``grader`` fixture is collected
+here a second time, with a grader whose two processes are containers (``spawn`` runs
+``docker run -i``); new hacking cases added there run on docker without an edit here.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from agentrl.envs.humaneval import load_problems
+from agentrl.sandbox import Limits
+from agentrl.sandbox.grading import FunctionGrader, GradeTask
+
+from . import test_sandbox_grading as _bwrap_cases
+from .conftest import docker_backend_or_skip
+from .test_sandbox_humaneval import BROKEN
+
+pytestmark = pytest.mark.docker
+
+# The hacking cases, collected in this module so that they take this module's ``grader``.
+for _name, _case in vars(_bwrap_cases).items():
+    if _name.startswith("test_") and "grader" in inspect.signature(_case).parameters:
+        globals()[_name] = _case
+
+
+@pytest.fixture(scope="module")
+def grader():
+    # As on bwrap: the two containers (~0.5 s to start) fit in the grading's wall time.
+    return FunctionGrader(docker_backend_or_skip(), Limits(wall_time=5))
+
+
+# A spread over the benchmark (every 32nd problem) plus HumanEval/162, whose solution
+# needs hashlib's OpenSSL library in the image. (All 164 run on bwrap.)
+SUBSET = [*range(0, 164, 32), 162]
+
+
+def test_humaneval_subset_canonical_pass_and_broken_fail(grader):
+    problems = [load_problems()[i] for i in SUBSET]
+
+    def task(p: dict, program: str) -> GradeTask:
+        return GradeTask(program=program, entry_point=p["entry_point"], test=p["test"],
+                         context=p["prompt"])
+
+    good = grader.grade_many([task(p, p["prompt"] + p["canonical_solution"]) for p in problems],
+                             workers=4)
+    bad = grader.grade_many(
+        [task(p, p["prompt"] + p["canonical_solution"] + BROKEN.replace("{name}", p["entry_point"]))
+         for p in problems], workers=4)
+    failed = [(p["task_id"], r.error) for p, r in zip(problems, good, strict=True) if not r.passed]
+    assert failed == []
+    assert all(r.asserts_passed == r.asserts_total > 0 for r in good)
+    assert [p["task_id"] for p, r in zip(problems, bad, strict=True) if r.reward != 0.0] == []
+    assert all(r.error.startswith("AssertionError") for r in bad)
