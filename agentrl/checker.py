@@ -101,6 +101,15 @@ def _check_step_info(info: dict[str, Any], ended: bool) -> None:
         raise AssertionError(f"info['success'] must be None before the episode ends, got {success!r}")
 
 
+def _redteam(env: gym.Env, env_id: str, seed: int) -> str:
+    from agentrl.redteam import run_probes
+
+    result = run_probes(env, env_id=env_id, seed=seed)
+    if result.flagged:
+        raise AssertionError(result.summary())
+    return result.summary()
+
+
 def _item(report: CheckReport, name: str, fn: Callable[[], str]) -> None:
     """Run one check; AssertionError (gymnasium's checker) or our EnvError marks it failed."""
     try:
@@ -109,8 +118,12 @@ def _item(report: CheckReport, name: str, fn: Callable[[], str]) -> None:
         report.items.append(CheckItem(name, False, f"{type(exc).__name__}: {exc}"))
 
 
-def check_agent_env(env_id: str, *, episodes: int = 3, seed: int = 0, **kwargs: Any) -> CheckReport:
-    """Check ``env_id``; raises :class:`~agentrl.errors.EnvNotFoundError` for unknown ids."""
+def check_agent_env(env_id: str, *, episodes: int = 3, seed: int = 0, redteam: bool = True,
+                    **kwargs: Any) -> CheckReport:
+    """Check ``env_id``; raises :class:`~agentrl.errors.EnvNotFoundError` for unknown ids.
+
+    ``redteam``: also play the reward-hacking probes of :mod:`agentrl.redteam` (the check
+    fails when one earns reward the env does not allow)."""
     report = CheckReport(env_id)
     env = make(env_id, **kwargs)
     raw = env.unwrapped
@@ -205,5 +218,7 @@ def check_agent_env(env_id: str, *, episodes: int = 3, seed: int = 0, **kwargs: 
     _item(report, "info keys of the env contract", info_keys)
     _item(report, "bad actions", bad_actions)
     _item(report, "API misuse", misuse)
+    if redteam:
+        _item(report, "red-team probes", lambda: _redteam(raw, env_id, seed))
     env.close()
     return report

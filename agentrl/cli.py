@@ -52,6 +52,13 @@ def _cmd_envs(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from agentrl.checker import check_agent_env
 
+    if args.redteam:
+        from agentrl.redteam import redteam_main
+
+        return redteam_main(args.env_id, seed=args.seed)
+    if args.env_id is None:
+        print("agentrl check: give an ENV_ID (or --redteam to probe every env)")
+        return 2
     report = check_agent_env(args.env_id, episodes=args.episodes, seed=args.seed)
     print(report.render())
     return 0 if report.passed else 1
@@ -112,8 +119,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list every env registered through agentrl, in any namespace")
     p.set_defaults(func=_cmd_envs)
 
-    p = sub.add_parser("check", help="validate an environment (gymnasium checker + oracle episodes)")
-    p.add_argument("env_id", help="e.g. agentrl/Calculator-v0")
+    p = sub.add_parser("check", help="validate an environment (gymnasium checker, oracle episodes, red-team probes)")
+    p.add_argument("env_id", nargs="?", help="e.g. agentrl/Calculator-v0")
+    p.add_argument("--redteam", action="store_true",
+                   help="only the reward-hacking probes, as a table (every registered env if no ENV_ID)")
     p.add_argument("--episodes", type=int, default=3, help="oracle episodes to run (default 3)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.set_defaults(func=_cmd_check)

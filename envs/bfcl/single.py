@@ -63,6 +63,15 @@ class BFCLSingleTurnEnv(AgentEnv):
         self.entry: dict[str, Any] | None = None
         self.answer: Any = None
         self._oracle_ok: dict[int, bool] = {}
+        #: Red-team probes whose behaviour is BFCL's right answer here (agentrl.redteam).
+        self.redteam_allowed: dict[str, str] = {}
+        if category.endswith("irrelevance"):
+            self.redteam_allowed = {p: "irrelevance: BFCL scores any reply without a call as correct"
+                                    for p in ("no-op", "empty-answer", "answer-spraying",
+                                              "nested-tags", "unclosed-tag", "megabyte-answer")}
+        elif category.endswith("relevance"):
+            self.redteam_allowed = {p: "relevance: BFCL scores any decodable call as correct"
+                                    for p in ("answer-in-tool-call", "tool-error-spam")}
 
     def task_ids(self) -> list[str]:
         return list(self._ids)
