@@ -31,7 +31,12 @@ def recv(fd):
     if size > MAX_MESSAGE:
         return None
     body = read_exact(fd, size)
-    return None if body is None else json.loads(body)
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError, MemoryError):
+        return None
 
 
 def send(fd, message):

@@ -159,15 +159,17 @@ class _Relay:
                 return False, total, passed, calls, "the test ended without a verdict"
             if "call" in message:
                 calls += 1
-                self.checker.write(self._call(message["call"]))
-            elif message.get("asserts") == self.nonce:
-                total = int(message["total"])
-            elif message.get("pass") == self.nonce:
-                passed.add(int(message["assert"]))
+                if not self.checker.write(self._call(message["call"])):
+                    # An answer too deep/large to re-encode is the candidate's failure.
+                    self.checker.write({"error": "the program's answer cannot be passed on"})
+            elif message.get("asserts") == self.nonce and _count(message.get("total")):
+                total = message["total"]
+            elif message.get("pass") == self.nonce and _count(message.get("assert")):
+                passed.add(message["assert"])
             elif message.get("done") == self.nonce:
                 return True, total, passed, calls, ""
             elif message.get("fail") == self.nonce:
-                reason = str(message.get("error", "test failed"))
+                reason = _text(message.get("error"), "test failed")
                 if self.load_error:
                     reason += f"; the program failed to load: {self.load_error}"
                 return False, total, passed, calls, reason
@@ -180,7 +182,7 @@ class _Relay:
             self.loaded = isinstance(hello, dict) and hello.get("loaded") is True
             if not self.loaded:
                 error = hello.get("load_error") if isinstance(hello, dict) else None
-                self.load_error = str(error or "the program exited while loading")[-1000:]
+                self.load_error = _text(error, "the program exited while loading")
         if not self.loaded:
             return {"error": "the program did not load"}
         if not self.runner.write(call):
@@ -189,7 +191,17 @@ class _Relay:
         if isinstance(reply, dict) and "value" in reply:
             return {"value": reply["value"]}
         if isinstance(reply, dict) and "error" in reply:
-            return {"error": str(reply["error"])[-1000:]}
+            return {"error": _text(reply["error"], "the program raised")}
         self.loaded = False
         self.load_error = "the program's process ended or answered garbage"
         return {"error": self.load_error}
+
+
+def _count(value: object) -> bool:
+    """A non-negative int field of a protocol message (never a bool or anything else)."""
+    return type(value) is int and 0 <= value < 1 << 31
+
+
+def _text(value: object, default: str) -> str:
+    """A message's text field, at most 1000 characters; ``default`` if it is not a str."""
+    return value[-1000:] if isinstance(value, str) and value else default

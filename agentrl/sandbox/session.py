@@ -118,7 +118,10 @@ class Session:
                 reply = self._channel.read(began + call.wall_time + _GRACE)
             wall = time.monotonic() - began
             if isinstance(reply, dict) and reply.get("id") == request["id"]:
-                return self._result(reply, call, wall)
+                result = self._result(reply, call, wall)
+                if result is not None:
+                    return result
+                reply = None  # malformed: the interpreter's protocol is broken
             return self._lost(reply, wall)
 
     async def arun(self, code: str, *, limits: Limits | None = None) -> ExecResult:
@@ -143,19 +146,33 @@ class Session:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _result(self, reply: dict, call: Limits, wall: float) -> ExecResult:
-        status = Status(reply["status"])
-        out_cut = reply["stdout_size"] > call.output
-        err_cut = reply["stderr_size"] > call.output
+    def _result(self, reply: dict, call: Limits, wall: float) -> ExecResult | None:
+        """The call's result; None when the reply is malformed (the program in the session
+        can write on the protocol pipe, so no field is trusted to have its type)."""
+        try:
+            status = Status(reply["status"])
+        except (KeyError, ValueError, TypeError):
+            return None
+        fields = [reply.get(name) for name in ("stdout", "stderr", "stdout_size",
+                                                "stderr_size", "cpu_time")]
+        out, err, out_size, err_size, cpu = fields
+        if not (isinstance(out, str) and isinstance(err, str)
+                and all(type(n) is int and n >= 0 for n in (out_size, err_size))
+                and type(cpu) in (int, float) and 0 <= cpu < 1e9):
+            return None
+        if status is Status.SANDBOX_ERROR:
+            return None  # only the harness may report a sandbox fault
+        out_cut = out_size > call.output
+        err_cut = err_size > call.output
         if status is Status.OK and (out_cut or err_cut):
             status = Status.OUTPUT_LIMIT
         return ExecResult(
             status=status,
-            stdout=reply["stdout"],
-            stderr=reply["stderr"],
+            stdout=out[:call.output],
+            stderr=err[:call.output],
             exit_code=0 if status is Status.OK else 1,
             wall_time=wall,
-            cpu_time=float(reply["cpu_time"]),
+            cpu_time=float(cpu),
             stdout_truncated=out_cut,
             stderr_truncated=err_cut,
         )
@@ -169,6 +186,8 @@ class Session:
             status, why = Status.TIMEOUT, "killed after its time limit"
         elif code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             status, why = Status.TIMEOUT, "killed by its CPU limit"
+        elif code is None:
+            status, why = Status.RUNTIME_ERROR, "stopped: it broke the session protocol"
         else:
             status, why = Status.RUNTIME_ERROR, f"ended (exit code {code})"
         return ExecResult(status=status, stdout="", stderr=_LOST.format(why=why),
