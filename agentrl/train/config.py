@@ -92,9 +92,10 @@ class RolloutSection:
     """Sampling temperature (the learner's logprobs are taken at temperature 1 either way)."""
     top_p: float = 1.0
     """Nucleus sampling mass."""
-    truncate_on_length: bool = True
-    """A turn that hits max_new_tokens ends the episode unrewarded; false: the cut-off text
-    goes to the env, which rewards it and may continue."""
+    truncate_on_length: bool = False
+    """True: a turn that hits max_new_tokens ends the episode with no further reward. Off by
+    default for training: an env whose bad answers earn negative rewards would otherwise
+    teach the model to ramble to the limit (0 beats a penalty); the env judges the cut text."""
     concurrency: int = 64
     """Most episodes in flight at once."""
     kv_cache_gib: float = 1.0

@@ -53,6 +53,7 @@ _RL_SETTINGS: tuple[str, ...] = (
     "rollout.tasks_per_step=16",
     "rollout.group_size=8",
     "rollout.temperature=1.0",
+    "rollout.truncate_on_length=false",
     "algo.advantage=grpo",
     "trainer.steps=60",
     "trainer.lr=2e-3",
