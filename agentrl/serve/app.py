@@ -20,6 +20,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentrl.serve.protocol import (
     API_PREFIX,
@@ -49,6 +50,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Paths served without the bearer token (load balancers' health checks, the schema).
 OPEN_PATHS = frozenset({f"{API_PREFIX}/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 _WS_REQUEST: TypeAdapter[Any] = TypeAdapter(WsRequest)
+# Codes for the framework's own HTTP errors (unparsable body, unknown path, wrong method).
+_HTTP_CODES = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}
 _SID = PathParam(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
 
 
@@ -191,10 +194,27 @@ def create_app(config: ServerConfig, manager: SessionManager | None = None) -> A
                   "session per env instance; sequence-numbered operations (a retried seq "
                   "returns the stored reply); a WebSocket per session at /v1/ws.")
     app.state.manager = manager
+    generate_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The schema, with the served env ids as the ``env_id`` enum."""
+        if app.openapi_schema is None:
+            schema = generate_schema()
+            props = schema["components"]["schemas"]["CreateSession"]["properties"]
+            props["env_id"]["enum"] = list(config.env_ids)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> Response:
         return _response(exc.reply())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+        return Response(_error_bytes(code, str(exc.detail)), exc.status_code,
+                        headers=exc.headers, media_type="application/json")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:

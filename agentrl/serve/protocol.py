@@ -60,6 +60,9 @@ ERROR_CODES: dict[str, int] = {
     "invalid_request": 422,  # the body does not match the schema
     "too_many_sessions": 429,  # max-sessions reached (Retry-After says when to retry)
     "env_failed": 500,  # the env raised an unexpected error; the session is closed
+    "malformed_body": 400,  # the body cannot be read as JSON (e.g. not UTF-8)
+    "not_found": 404,  # no such path
+    "method_not_allowed": 405,  # the path does not take this method
 }
 
 
