@@ -13,12 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTE
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
-# 1. bubblewrap: the default sandbox backend (prlimit, from util-linux, sets its rlimits).
-if ! command -v bwrap >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1; then
-    say "installing bubblewrap and util-linux (Debian packages)"
+# 1. bubblewrap: the default sandbox backend (prlimit, from util-linux, sets its rlimits;
+#    libseccomp2 builds its seccomp filter).
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1 \
+        || ! { ls /usr/lib/*/libseccomp.so.2 || ls /lib/*/libseccomp.so.2; } >/dev/null 2>&1; then
+    say "installing bubblewrap, util-linux and libseccomp2 (Debian packages)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq bubblewrap util-linux >/dev/null
+    $SUDO apt-get install -y -qq bubblewrap util-linux libseccomp2 >/dev/null
 fi
 
 # 1b. The virtual environment (Debian's python3 needs python3-venv for ensurepip).

@@ -28,6 +28,7 @@ from pathlib import PurePosixPath
 
 from agentrl.errors import ConfigError, SandboxError, SandboxUnavailableError
 from agentrl.sandbox import _proc
+from agentrl.sandbox import _seccomp as seccomp
 from agentrl.sandbox._common import (
     BASE_ENV,
     check_files,
@@ -50,6 +51,13 @@ _NOBODY = 65534
 # there can read it from /proc/1/environ, so the host's environment must never reach it.
 _BWRAP_ENV = {"PATH": "/usr/bin:/bin"}
 _START_TIMEOUT = 30.0
+# bwrap's pid 1 inside the sandbox reaps the program and reports its exit status to the
+# outer bwrap over an eventfd. The seccomp filter denies ptrace, process_vm_* and
+# pidfd_getfd; these mounts hide the rest of what a same-uid program could use to reach
+# into it (its memory, its descriptors, the same through its thread directory).
+_PID1_MASKS = ("--ro-bind", "/dev/null", "/proc/1/mem", "--tmpfs", "/proc/1/task",
+               "--tmpfs", "/proc/1/fd", "--tmpfs", "/proc/1/fdinfo",
+               "--tmpfs", "/proc/1/map_files")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/alternatives")
 _checked: dict[tuple[str, str], str | None] = {}
 _check_lock = threading.Lock()
@@ -150,16 +158,24 @@ class BwrapBackend(SandboxBackend):
         file_fds: Mapping[str, int] | None = None,
         info_fd: int | None = None,
         env: Mapping[str, str] | None = None,
+        seccomp_fd: int | None,
     ) -> tuple[list[str], list[int]]:
-        """bwrap's options (without the command) and the indices of the file fd numbers."""
+        """bwrap's options (without the command) and the indices of the fd numbers: the
+        seccomp filter's first, then the files' in order."""
         argv = [*self._static_options()]
-        argv += [
-            "--proc", "/proc",
-            "--dev", "/dev",
-            "--size", str(limits.workdir_size), "--tmpfs", "/tmp",
-            "--size", str(limits.workdir_size), "--tmpfs", WORKDIR,
-        ]
         fd_args = []
+        if seccomp_fd is not None:
+            fd_args.append(len(argv) + 1)
+            argv += ["--seccomp", str(seccomp_fd)]
+        size = str(limits.workdir_size)
+        argv += [
+            "--proc", "/proc", *_PID1_MASKS,
+            "--dev", "/dev",
+            "--size", size, "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev",
+            "--size", size, "--tmpfs", "/tmp",
+            "--size", size, "--tmpfs", WORKDIR,
+        ]
         for name, fd in (file_fds or {}).items():
             parents = PurePosixPath(name).parents
             for parent in reversed(list(parents)[:-1]):
@@ -170,7 +186,7 @@ class BwrapBackend(SandboxBackend):
             argv += ["--setenv", key, value]
         if info_fd is not None:
             argv += ["--info-fd", str(info_fd)]
-        argv += ["--chdir", WORKDIR]
+        argv += ["--remount-ro", "/", "--chdir", WORKDIR]
         return argv, fd_args
 
     def sandbox_argv(
@@ -182,11 +198,13 @@ class BwrapBackend(SandboxBackend):
         info_fd: int | None = None,
         env: Mapping[str, str] | None = None,
         cpu_limit: bool = True,
+        seccomp_fd: int | None = None,
     ) -> list[str]:
         """A bwrap command line that runs ``command`` under ``limits`` (set by ``prlimit``
         inside the sandbox). :meth:`execute` does not use it: its spawner applies the
         limits itself, without that extra exec."""
-        argv, _ = self._options(limits, file_fds=file_fds, info_fd=info_fd, env=env)
+        argv, _ = self._options(limits, file_fds=file_fds, info_fd=info_fd, env=env,
+                                seccomp_fd=seccomp_fd)
         return [*argv, "--", *prlimit_argv(limits, cpu=cpu_limit), *command]
 
     def execute(
@@ -209,21 +227,23 @@ class BwrapBackend(SandboxBackend):
                     return result
         start = time.monotonic()
         file_fds = {name: _memfd(name, body) for name, body in contents.items()}
-        options, fd_args = self._options(limits, file_fds=file_fds, env=env)
+        filter_fd = seccomp.filter_fd()
+        options, fd_args = self._options(limits, file_fds=file_fds, env=env,
+                                         seccomp_fd=filter_fd)
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
             started = self._spawner.start(
                 [*options, "--", *command], insert_at=len(options), fd_args=fd_args,
-                file_fds=list(file_fds.values()), env=_BWRAP_ENV,
+                file_fds=[filter_fd, *file_fds.values()], env=_BWRAP_ENV,
                 rlimits=rlimit_values(limits), stdio=(in_r, out_w, err_w))
         except SandboxError:
             for fd in (in_w, out_r, err_r):
                 os.close(fd)
             raise
         finally:
-            for fd in (in_r, out_w, err_w, *file_fds.values()):
+            for fd in (in_r, out_w, err_w, filter_fd, *file_fds.values()):
                 os.close(fd)
         program_ran = True
 
@@ -255,14 +275,16 @@ class BwrapBackend(SandboxBackend):
 
     def _prestart_one(self) -> Prestarted:
         """Start one sandbox whose stub waits for a request (run by the pool's thread)."""
-        options, _ = self._options(self.prestart_limits)
+        filter_fd = seccomp.filter_fd()
+        options, fd_args = self._options(self.prestart_limits, seccomp_fd=filter_fd)
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pipes = [os.pipe() for _ in range(3)]  # stdin, stdout, stderr: (read, write)
         command = [self.python, "-I", "-S", "-c", stub_source(), str(there.fileno())]
         try:
             started = self._spawner.start(
                 [*options, "--", *command], insert_at=len(options),
-                fd_args=[len(options) + len(command)], file_fds=[there.fileno()],
+                fd_args=[*fd_args, len(options) + len(command)],
+                file_fds=[filter_fd, there.fileno()],
                 env=_BWRAP_ENV, rlimits=rlimit_values(self.prestart_limits, cpu=False),
                 stdio=(pipes[0][0], pipes[1][1], pipes[2][1]))
         except SandboxError:
@@ -272,7 +294,7 @@ class BwrapBackend(SandboxBackend):
             raise
         finally:
             there.close()
-            for fd in (pipes[0][0], pipes[1][1], pipes[2][1]):
+            for fd in (pipes[0][0], pipes[1][1], pipes[2][1], filter_fd):
                 os.close(fd)
         item = Prestarted(started, pipes[0][1], pipes[1][0], pipes[2][0], here)
         here.settimeout(_START_TIMEOUT)
@@ -331,10 +353,12 @@ class BwrapBackend(SandboxBackend):
     ) -> subprocess.Popen[bytes]:
         """Start ``command`` in a fresh sandbox with stdin/stdout/stderr pipes (sessions)."""
         info_r, info_w = os.pipe()
+        filter_fd = seccomp.filter_fd()
         try:
             proc = _proc.spawn(
-                self.sandbox_argv(command, limits, cpu_limit=cpu_limit, info_fd=info_w),
-                pass_fds=[info_w],
+                self.sandbox_argv(command, limits, cpu_limit=cpu_limit, info_fd=info_w,
+                                  seccomp_fd=filter_fd),
+                pass_fds=[info_w, filter_fd],
                 env=_BWRAP_ENV,
                 run_as=self.run_as,
             )
@@ -343,6 +367,7 @@ class BwrapBackend(SandboxBackend):
             raise SandboxError(f"could not start bwrap ({self.bwrap}): {err}") from err
         finally:
             os.close(info_w)
+            os.close(filter_fd)
 
         def cleanup() -> None:  # runs once bwrap itself is dead
             try:

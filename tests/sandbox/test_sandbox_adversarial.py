@@ -233,3 +233,154 @@ print('detached')
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert processes_with(marker) == []
+
+
+# -- issue 9: exit-status forgery, cross-sandbox channels, kernel attack surface ---------
+
+FORGE = ("import ctypes,os,struct,time\nl=ctypes.CDLL(None)\n"
+         "fd=l.syscall(438,l.syscall(434,1,0),4,0)\n"
+         "os.write(fd,struct.pack('Q',1));time.sleep(1)\nraise SystemExit(1)")
+x86_64 = pytest.mark.skipif(os.uname().machine != "x86_64",
+                            reason="raw syscall numbers below are x86-64's")
+
+
+@x86_64
+def test_forged_exit_status_is_the_real_failure(isolated):
+    result = isolated.run_python(FORGE)
+    assert result.status is Status.RUNTIME_ERROR and result.exit_code == 1
+
+
+@x86_64
+def test_forged_exit_status_from_a_grandchild(isolated):
+    code = ("import os, sys, time\n"
+            "if os.fork() == 0:\n"
+            "    if os.fork() == 0:\n"
+            f"        exec({FORGE.replace('raise SystemExit(1)', 'os._exit(0)')!r})\n"
+            "    os._exit(0)\n"
+            "time.sleep(1.5)\nsys.exit(7)")
+    result = isolated.run_python(code)
+    assert result.status is Status.RUNTIME_ERROR and result.exit_code == 7
+
+
+def test_nothing_can_reach_into_the_reaper(isolated):
+    """Every route into another process of the sandbox (pid 1 reports the exit status)."""
+    code = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def sys(*args):
+    return 'ok' if libc.syscall(*args) >= 0 else errno.errorcode[ctypes.get_errno()]
+def opened(path, mode=os.O_RDWR):
+    try:
+        os.close(os.open(path, mode))
+        return 'ok'
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print('pidfd_open', sys(434, 1, 0))
+print('ptrace', sys(101, 16, 1, 0, 0))
+buf = ctypes.create_string_buffer(8)
+iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 8)
+print('process_vm_writev', sys(311, 1, iov, 1, iov, 1, 0))
+print('mem', opened('/proc/1/mem'))
+print('task_mem', opened('/proc/1/task/1/mem'))
+fds = os.listdir('/proc/1/fd') if os.path.isdir('/proc/1/fd') else []
+print('fds', [opened(f'/proc/1/fd/{fd}') for fd in fds if fd not in ('0', '1', '2')])
+"""
+    if os.uname().machine != "x86_64":
+        pytest.skip("raw syscall numbers are x86-64's")
+    lines = dict(line.split(" ", 1) for line in isolated.run_python(code).stdout.splitlines())
+    for name in ("pidfd_open", "ptrace", "process_vm_writev", "mem", "task_mem"):
+        assert lines[name] != "ok", (name, lines)
+    assert "'ok'" not in lines["fds"]
+
+
+@x86_64
+def test_kernel_keyrings_are_not_a_channel_between_sandboxes(isolated):
+    desc = f"agentrl-{secrets.token_hex(6)}"
+    writer = f"""
+import ctypes, time
+libc = ctypes.CDLL(None, use_errno=True)
+key = libc.syscall(248, b"user", b"{desc}", b"secret-payload", 14, -4)  # add_key, user keyring
+print(key, ctypes.get_errno())
+if key > 0:
+    libc.syscall(250, 5, key, 0x3f3f3f3f)  # KEYCTL_SETPERM: everything for everyone
+time.sleep(2.5)
+"""
+    reader = f"""
+import ctypes, time
+time.sleep(0.8)
+libc = ctypes.CDLL(None, use_errno=True)
+try:
+    keys = open('/proc/keys').read()
+except OSError as e:
+    keys = str(e)
+found = libc.syscall(250, 10, -4, b"user", b"{desc}", 0)  # KEYCTL_SEARCH
+print('{desc}' in keys, found)
+"""
+    import threading
+
+    results = {}
+    threads = [threading.Thread(target=lambda k=k, c=c: results.__setitem__(
+        k, isolated.run_python(c, limits=Limits(wall_time=8)))) for k, c in
+        (("w", writer), ("r", reader))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    key, err = results["w"].stdout.split()
+    assert int(key) < 0 and int(err) in (1, 38)  # EPERM (seccomp) or ENOSYS
+    seen, found = results["r"].stdout.split()
+    assert seen == "False" and int(found) < 0
+
+
+def test_nested_user_namespaces_and_mounts_are_refused(isolated):
+    code = """
+import ctypes, errno, os, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+def sys(*args):
+    return 'ok' if libc.syscall(*args) >= 0 else errno.errorcode[ctypes.get_errno()]
+print('unshare_user', sys(272, 0x10000000))
+print('unshare_mount', sys(272, 0x00020000))
+print('unshare_net', sys(272, 0x40000000))
+print('clone_user', sys(56, 0x10000000 | 17, 0, 0, 0, 0))
+print('clone3', sys(435, 0, 0))
+print('mount', sys(165, b"none", b"/tmp", b"tmpfs", 0, 0))
+r = subprocess.run(['unshare', '-r', 'id', '-u'], capture_output=True, text=True)
+print('unshare_cmd', 'ok' if r.returncode == 0 else 'refused')
+"""
+    if os.uname().machine != "x86_64":
+        pytest.skip("raw syscall numbers are x86-64's")
+    lines = dict(line.split(" ", 1) for line in isolated.run_python(code).stdout.splitlines())
+    assert lines.pop("clone3") in ("ENOSYS", "EPERM")
+    assert all(value != "ok" for value in lines.values()), lines
+
+
+@x86_64
+def test_kernel_attack_surface_is_denied(isolated):
+    numbers = {"bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
+               "setns": 308, "kexec_load": 246, "init_module": 175, "io_uring_setup": 425,
+               "pivot_root": 155, "umount2": 166, "pidfd_getfd": 438, "process_vm_readv": 310}
+    code = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"for name, nr in {numbers!r}.items():\n"
+            "    print(name, libc.syscall(nr, 0, 0, 0, 0, 0), ctypes.get_errno())\n")
+    for line in isolated.run_python(code).stdout.splitlines():
+        name, ret, err = line.split()
+        assert int(ret) == -1 and int(err) == 1, line  # EPERM from the filter
+
+
+def test_ordinary_programs_still_work_under_the_filter(isolated):
+    code = """
+import asyncio, multiprocessing, subprocess, sys, threading
+out = []
+t = threading.Thread(target=out.append, args=('thread',)); t.start(); t.join()
+out.append(subprocess.run([sys.executable, '-c', 'print("child")'], capture_output=True,
+                          text=True).stdout.strip())
+with multiprocessing.get_context('fork').Pool(2) as pool:
+    out.append(sum(pool.map(abs, [-1, -2])))
+async def main():
+    proc = await asyncio.create_subprocess_exec('/bin/echo', 'async', stdout=-1)
+    return (await proc.communicate())[0].decode().strip()
+out.append(asyncio.run(main()))
+print(out)
+"""
+    result = isolated.run_python(code, limits=Limits(wall_time=20))
+    assert result.stdout.strip() == "['thread', 'child', 3, 'async']", result.stderr
