@@ -47,8 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from agentrl.train.config import config_to_yaml
-    from agentrl.train.loop import train
+    from agentrl.train.loop import _quiet_vllm, train
 
+    _quiet_vllm(args.verbose)  # before anything imports vLLM
     overrides = list(args.overrides)
     if args.verbose:
         overrides.append("logging.verbose=true")

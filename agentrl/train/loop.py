@@ -30,6 +30,7 @@ import logging
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,10 +91,12 @@ def evaluate(config: TrainConfig, policy: Any, specs: Sequence[Any]) -> dict[str
     trajs = asyncio.run(_collect(config.rollout.env, policy, specs,
                                  rollout_config(config, 0, evaluation=True)))
     valid = [t for t in trajs if t.end_reason != "error"]
+    solved = [t for t in valid if t.success]
     return {
         "success": sum(bool(t.success) for t in valid) / max(len(valid), 1),
         "reward": statistics.fmean(t.total_reward for t in valid) if valid else float("nan"),
         "turns": statistics.fmean(t.num_turns for t in valid) if valid else float("nan"),
+        "turns_to_solve": statistics.fmean(t.num_turns for t in solved) if solved else float("nan"),
         "episodes": float(len(trajs)),
         "invalid": float(len(trajs) - len(valid)),
     }
@@ -108,6 +111,11 @@ def _quiet_vllm(verbose: bool) -> None:
     transformers.utils.logging.disable_progress_bar()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+    # the engine's worker processes inherit these: torch's C++ warnings (NUMA binding) and
+    # deprecation chatter of vLLM's dependencies
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    warnings.filterwarnings("ignore", category=FutureWarning)
     logging.getLogger("vllm").setLevel(logging.ERROR)
 
 

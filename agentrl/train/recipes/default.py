@@ -165,7 +165,8 @@ def _evaluate_start(recipe: RecipeConfig, model_path: str, specs: list[Any]) -> 
     kw: dict[str, Any] = {"dtype": train.model.dtype}
     if train.rollout.backend == "vllm":
         kw.update(kv_cache_gib=train.rollout.kv_cache_gib, seed=train.trainer.seed,
-                  max_model_len=train.rollout.max_context)
+                  max_model_len=train.rollout.max_context,
+                  engine_kwargs={} if train.logging.verbose else {"use_tqdm_on_load": False})
     policy = load_policy(f"{train.rollout.backend}:{model_path}", **kw)
     try:
         return evaluate(train, policy, specs)
@@ -223,7 +224,7 @@ def run_recipe(recipe: RecipeConfig) -> dict[str, Any]:
     if recipe.sft_steps:
         print(f"[2/3] SFT warm-start: {recipe.sft_steps} steps on {recipe.sft_demos} oracle demos", flush=True)
         ckpt, summary["sft"] = _warm_start(recipe, model_path, run_dir / "sft")
-        rl_source = str(ckpt)
+        summary["sft"]["checkpoint"] = rl_source = str(ckpt)
     summary["time_to_rl_s"] = time.perf_counter() - t0
     print(f"[3/3] RL: {recipe.train.trainer.steps} steps of {recipe.train.algo.advantage}", flush=True)
     config = dataclasses.replace(
