@@ -9,7 +9,10 @@ is kept so that a retried operation (same ``seq``) gets it back without being ap
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import functools
+import gc
 import json
 import logging
 import math
@@ -33,6 +36,12 @@ from agentrl.serve.protocol import ERROR_CODES, CreateSession, ResetSession, Ste
 __all__ = ["ServerConfig", "ApiError", "Reply", "Session", "SessionManager", "dumps"]
 
 log = logging.getLogger(__name__)
+
+try:  # glibc: malloc_trim gives free heap memory back to the OS
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _LIBC.malloc_trim  # noqa: B018  (absent outside glibc)
+except (OSError, AttributeError):
+    _LIBC = None
 
 #: (HTTP status, JSON body bytes, extra headers)
 Reply = tuple[int, bytes, dict[str, str]]
@@ -171,6 +180,7 @@ class SessionManager:
         self.started = time.monotonic()
         self.counters: dict[tuple[str, str], int] = {}
         self.latency: dict[str, list[float]] = {}  # op -> [count, sum, *bucket counts]
+        self._trimmed = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -231,6 +241,8 @@ class SessionManager:
         session.closed = True
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]
+            if not self.sessions:  # the last one: give freed memory back once it is closed
+                asyncio.get_running_loop().call_soon(self._trim)
         self.count("agentrl_serve_sessions_closed_total", reason)
         if session.env is None:
             return
@@ -239,6 +251,16 @@ class SessionManager:
         except Exception as exc:  # env code is user code; the session is gone either way
             log.warning("closing session %s (%s) raised %s: %s", session.id, session.env_id,
                         type(exc).__name__, exc)
+
+    def _trim(self) -> None:
+        """With no session open: collect garbage and return free heap pages to the OS
+        (glibc ``malloc_trim``), so the server's RSS goes back near its baseline."""
+        if self.sessions or time.monotonic() - self._trimmed < 1.0:
+            return
+        self._trimmed = time.monotonic()
+        gc.collect()
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)
 
     def retry_after(self) -> int:
         """Seconds until a session slot is likely free (the oldest idle one is reaped)."""
