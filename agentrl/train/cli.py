@@ -61,6 +61,10 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"{run_dir} has no config.yaml: not a run folder of `agentrl train`")
         config = load_config(run_dir / "config.yaml", [*overrides, f"logging.run_dir={run_dir}"])
     elif args.config:
+        from agentrl.train.recipes import is_recipe_file, run_default
+
+        if is_recipe_file(args.config) and not args.print_config:
+            return int(run_default(overrides, config=args.config))  # SFT warm-start, then RL
         config = load_config(args.config, overrides)
     else:
         runner = _recipe_runner()

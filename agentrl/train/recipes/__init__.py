@@ -11,6 +11,8 @@ from agentrl.train.recipes.default import (
     RecipeConfig,
     default_config,
     default_recipe,
+    is_recipe_file,
+    load_recipe,
     run_default,
     run_recipe,
 )
@@ -20,6 +22,8 @@ __all__ = [
     "RecipeConfig",
     "default_config",
     "default_recipe",
+    "is_recipe_file",
+    "load_recipe",
     "run_default",
     "run_recipe",
 ]

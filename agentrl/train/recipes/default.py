@@ -36,6 +36,8 @@ __all__ = [
     "RecipeConfig",
     "default_config",
     "default_recipe",
+    "is_recipe_file",
+    "load_recipe",
     "run_default",
     "run_recipe",
 ]
@@ -86,6 +88,10 @@ class RecipeConfig:
     """Packed rows per SFT step."""
     sft_row_tokens: int = 2048
     """Tokens per packed SFT row."""
+    sft_lora_r: int = 0
+    """LoRA rank of the warm-start (0: full fine-tuning; adapters are merged before RL)."""
+    sft_dtype: str | None = None
+    """Warm-start dtype (None: the RL phase's ``model.dtype``)."""
     demo_seed: int = 800_000_000
     """First env seed of the demonstrations (apart from training and held-out seeds)."""
     train: TrainConfig = dataclasses.field(default_factory=lambda: default_config())
@@ -110,7 +116,7 @@ def default_config() -> TrainConfig:
     return load_config(overrides=list(_RL_SETTINGS))
 
 
-def default_recipe(overrides: Sequence[str] = ()) -> RecipeConfig:
+def default_recipe(overrides: Sequence[str] = (), *, base: TrainConfig | None = None) -> RecipeConfig:
     """The default run with ``key=value`` overrides (``sft.*``: recipe fields; else TrainConfig)."""
     recipe_kw: dict[str, Any] = {}
     train_overrides: list[str] = []
@@ -126,7 +132,7 @@ def default_recipe(overrides: Sequence[str] = ()) -> RecipeConfig:
             if name not in fields or name == "train":
                 known = ", ".join(f"sft.{n.removeprefix('sft_')}" for n in fields if n != "train")
                 raise ConfigError(f"unknown recipe key {key!r}; known: {known}")
-            kind = type(getattr(RecipeConfig, name, ""))
+            kind = {"int": int, "float": float}.get(str(fields[name].type), str)
             try:
                 recipe_kw[name] = kind(value) if kind is not str else value
             except ValueError as exc:
@@ -136,11 +142,47 @@ def default_recipe(overrides: Sequence[str] = ()) -> RecipeConfig:
         else:
             train_overrides.append(item)
     run_dir = recipe_kw.get("run_dir", DEFAULT_RUN_DIR)
-    base = default_config()
+    base = base if base is not None else default_config()
     if not any(o.startswith("logging.run_dir=") for o in train_overrides):
         train_overrides.append(f"logging.run_dir={Path(run_dir) / 'rl'}")
     train = load_config(overrides=train_overrides, base=base)
     return RecipeConfig(train=train, **recipe_kw)
+
+
+def is_recipe_file(path: str | Path) -> bool:
+    """True when a YAML config has a top-level ``sft:`` section (a whole recipe)."""
+    from omegaconf import OmegaConf
+
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    raw = OmegaConf.load(path)
+    return bool(OmegaConf.is_dict(raw) and "sft" in raw)
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
+    """A recipe from YAML: ``sft:`` (warm-start keys, e.g. ``model``, ``steps``, ``lora_r``),
+    optional ``run_dir:``, and the RL phase's :class:`TrainConfig` sections (merged over
+    :class:`TrainConfig`'s own defaults); ``key=value`` overrides as for the default run."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe is a YAML mapping")
+    sft = raw.pop("sft", None) or {}
+    if not isinstance(sft, dict):
+        raise ConfigError(f"{path}: 'sft:' must be a mapping of warm-start keys")
+    head = [f"sft.{k}={v}" for k, v in sft.items()]
+    if "run_dir" in raw:
+        head.append(f"run_dir={raw.pop('run_dir')}")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        fh.write(OmegaConf.to_yaml(OmegaConf.create(raw)))
+    try:
+        base = load_config(fh.name)
+    finally:
+        os.unlink(fh.name)
+    return default_recipe([*head, *overrides], base=base)
 
 
 def _held_out(train: TrainConfig) -> list[Any]:
@@ -184,7 +226,8 @@ def _warm_start(recipe: RecipeConfig, model_path: str, out: Path) -> tuple[Path,
     train = recipe.train
     torch.manual_seed(train.trainer.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, train.model.dtype))
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=getattr(torch, recipe.sft_dtype or train.model.dtype))
     seeds = range(recipe.demo_seed, recipe.demo_seed + recipe.sft_demos)
     demos = oracle_demos(train.rollout.env, tokenizer, seeds, env_kwargs=dict(train.rollout.env_kwargs))
     if not demos:
@@ -193,7 +236,8 @@ def _warm_start(recipe: RecipeConfig, model_path: str, out: Path) -> tuple[Path,
     cfg = SFTConfig(model=model_path, env=train.rollout.env, env_kwargs=dict(train.rollout.env_kwargs),
                     episodes=recipe.sft_demos, demo_seed=recipe.demo_seed, steps=recipe.sft_steps,
                     rows_per_step=recipe.sft_rows_per_step, row_tokens=recipe.sft_row_tokens,
-                    lr=recipe.sft_lr, seed=train.trainer.seed, dtype=train.model.dtype,
+                    lr=recipe.sft_lr, seed=train.trainer.seed, dtype=recipe.sft_dtype or train.model.dtype,
+                    lora_r=recipe.sft_lora_r,
                     out=str(out), log_every=max(1, recipe.sft_steps // 4))
     result = run_sft(cfg, model=model, tokenizer=tokenizer, trajectories=demos)
     assert result.checkpoint is not None  # run_sft saves by default
@@ -283,10 +327,10 @@ def _plot(run_dir: Path, summary: dict[str, Any]) -> Path | None:
     return out
 
 
-def run_default(overrides: Sequence[str] = ()) -> int:
-    """``agentrl train`` with no ``--config``: the whole default run, summary printed."""
+def run_default(overrides: Sequence[str] = (), config: str | Path | None = None) -> int:
+    """``agentrl train`` with no ``--config`` (or a recipe file): the whole run, summary printed."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    recipe = default_recipe(overrides)
+    recipe = load_recipe(config, overrides) if config is not None else default_recipe(overrides)
     summary = run_recipe(recipe)
     print(_report(summary, recipe))
     return 0
