@@ -21,6 +21,12 @@ SUITES: dict[str, list[str]] = {
     "bfcl-single": list(_BFCL_SINGLE),
     "bfcl-multi": list(_BFCL_MULTI),
     "code": ["agentrl/HumanEval-v0"],
+    "tools": ["agentrl/Calculator-v0", "agentrl/SQL-v0", "agentrl/Search-v0"],
+    "dialogue": ["agentrl/Support-v0", "agentrl/Tau2-airline-v0", "agentrl/Tau2-retail-v0"],
+    # every offline tool and dialogue env (no sandbox, no network, no judge)
+    "agentic": ["agentrl/Calculator-v0", "agentrl/GuessNumber-v0", "agentrl/SQL-v0", "agentrl/Search-v0",
+                "agentrl/Support-v0", "agentrl/Tau2-airline-v0", "agentrl/Tau2-retail-v0",
+                *_BFCL_MULTI],
 }
 
 

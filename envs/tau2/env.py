@@ -97,7 +97,7 @@ class Tau2Env(DialogueEnv):
         return Task(prompt=request.strip(), answer=None, id=task_id, metadata={"raw": raw})
 
     def scripted_user(self, task: Task) -> ScriptedUser:
-        return ScriptedUser(task.prompt, confirms=True)
+        return ScriptedUser(task.prompt, confirms=True, max_idle=2)
 
     def user_instructions(self, task: Task) -> str:
         scenario = task.metadata["raw"]["user_scenario"]
