@@ -2,12 +2,13 @@
 
 Each execution runs in a container with no network, a read-only root, tmpfs work
 directory and /tmp, ``no-new-privileges``, cgroup memory (swap included) and pids
-limits, and rlimits. Inside, a small Python loop (``_docker_boot.py``) runs as root with
-every capability dropped but SETUID/SETGID/KILL, writes the files, starts the program as the
-unprivileged ``uid`` (65534) with capped output and a wall deadline, kills whatever the
-program left running, and reports one JSON line. The program cannot signal, trace or
-write as that loop, so it cannot forge the report; the host also kills the container if
-it overruns.
+limits, rlimits, and a seccomp profile refusing the same system calls as the bwrap
+backend's filter (it replaces docker's default profile; see ``_docker_options``).
+Inside, a small Python loop (``_docker_boot.py``) runs as root with every capability
+dropped but SETUID/SETGID/KILL, writes the files, starts the program as the unprivileged
+``uid`` (65534) with capped output and a wall deadline, kills whatever the program left
+running, and reports one JSON line. The program cannot signal, trace or write as that
+loop, so it cannot forge the report; the host also kills the container if it overruns.
 
 Containers are short-lived (``pool_size=0``) or taken from a :class:`ContainerPool` of
 started, idle containers; a pooled container serves exactly one execution and is then
@@ -39,90 +40,23 @@ from typing import Any
 from agentrl.errors import SandboxError, SandboxUnavailableError
 from agentrl.sandbox import _proc
 from agentrl.sandbox._common import BASE_ENV, check_files, prlimit_argv, to_result
+from agentrl.sandbox._docker_options import container_options, seccomp_profile, spawn_argv
 from agentrl.sandbox._proc import RawOutcome
 from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend
 from agentrl.sandbox.docker_image import LOCAL_IMAGE, ensure_image
 
 __all__ = ["DockerBackend", "ContainerPool", "container_options", "parse_report",
-           "request_env", "spawn_argv", "connect", "DEFAULT_IMAGE"]
+           "request_env", "spawn_argv", "seccomp_profile", "connect", "DEFAULT_IMAGE"]
 
 #: Image used unless another is given (built from the host when missing); another image
 #: must have python3 and util-linux's prlimit.
 DEFAULT_IMAGE = LOCAL_IMAGE
-_LABEL = "agentrl.sandbox"
 _MARK = "AGENTRL-RESULT "
 # Seconds the host waits past the wall time before killing the container itself.
 _GRACE = 5.0
-# Capabilities the boot loop (root in the container) keeps: to start the program as its
-# uid, and to kill what the program leaves behind.
-_BOOT_CAPS = ["SETUID", "SETGID", "KILL"]
 # Host environment variables the docker command line client needs to find the engine.
 _CLI_ENV = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT",
             "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
-
-
-def container_options(limits: Limits, *, image: str, ulimits: bool = True) -> dict[str, Any]:
-    """Keyword arguments for ``client.containers.create``: isolation and limits.
-
-    The container's own user is root so that the boot loop can start the program as the
-    unprivileged uid; it keeps only the capabilities to do that and to kill what the
-    program leaves behind (SETUID, SETGID, KILL).
-    ``ulimits=False`` (pooled containers) leaves the file size, open files and CPU rlimits
-    to each execution's ``prlimit`` (which can only lower them)."""
-    from docker.types import Ulimit
-
-    cpu = max(1, int(limits.cpu_time + 0.999))
-    rlimits = [Ulimit(name="core", soft=0, hard=0)]
-    if ulimits:
-        rlimits += [
-            Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
-            Ulimit(name="fsize", soft=limits.file_size, hard=limits.file_size),
-            Ulimit(name="cpu", soft=cpu, hard=cpu + 1),
-        ]
-    return {
-        "image": image,
-        "user": "0:0",
-        "working_dir": "/work",
-        "network_mode": "none",
-        "network_disabled": True,
-        "read_only": True,
-        "tmpfs": {
-            "/work": f"size={limits.workdir_size},mode=1777",
-            "/tmp": f"size={limits.workdir_size},mode=1777",
-        },
-        "cap_drop": ["ALL"],
-        "cap_add": list(_BOOT_CAPS),
-        "security_opt": ["no-new-privileges"],
-        "mem_limit": limits.memory,
-        "memswap_limit": limits.memory,
-        "pids_limit": limits.processes,
-        "ulimits": rlimits,
-        "environment": dict(BASE_ENV),
-        "labels": {_LABEL: "1"},
-        "detach": True,
-    }
-
-
-def spawn_argv(docker: str, command: Sequence[str], limits: Limits, *, image: str, name: str,
-               uid: int, cpu_limit: bool = True) -> list[str]:
-    """``docker run -i`` command line for :meth:`DockerBackend.spawn` (same isolation as
-    :func:`container_options`, but no capabilities at all and the unprivileged user)."""
-    cpu = max(1, int(limits.cpu_time + 0.999))
-    argv = [docker, "run", "-i", "--rm", "--name", name, "--init", "--log-driver", "none",
-            "--user", f"{uid}:{uid}", "--workdir", "/work", "--network", "none", "--read-only",
-            "--tmpfs", f"/work:size={limits.workdir_size},mode=1777",
-            "--tmpfs", f"/tmp:size={limits.workdir_size},mode=1777",
-            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--memory", str(limits.memory), "--memory-swap", str(limits.memory),
-            "--pids-limit", str(limits.processes),
-            "--ulimit", f"nofile={limits.open_files}:{limits.open_files}",
-            "--ulimit", f"fsize={limits.file_size}:{limits.file_size}",
-            "--ulimit", "core=0:0", "--label", f"{_LABEL}=1"]
-    if cpu_limit:
-        argv += ["--ulimit", f"cpu={cpu}:{cpu + 1}"]
-    for key, value in BASE_ENV.items():
-        argv += ["--env", f"{key}={value}"]
-    return [*argv, image, *prlimit_argv(limits, cpu=cpu_limit, nproc=False), *command]
 
 
 def request_env(command: Sequence[str], files: Mapping[str, bytes], stdin: bytes,

@@ -3,7 +3,8 @@
 The image holds only what a sandboxed program needs: the host's system ``python3`` with
 its standard library (compiled caches included; ``test``, ``tkinter``, ``idlelib`` and
 similar left out), the shared libraries they link against, ``prlimit`` (rlimits),
-``sleep`` (idle pooled containers), ``/bin/sh``, and a minimal ``/etc/passwd``. It is
+``sleep`` (idle pooled containers), ``/bin/sh`` and ``bash`` with everyday commands
+(``ls``, ``cat``, ``grep``, ``sed``, ...; those the host has), and a minimal ``/etc/passwd``. It is
 packed into a tarball in memory and loaded with ``docker import`` (a few seconds, about
 50 MB); nothing is pulled. The image carries a label naming its recipe (this module's
 source and the host interpreter): :func:`ensure_image` rebuilds it when either changed,
@@ -42,6 +43,13 @@ RECIPE_LABEL = "agentrl.recipe"
 _PYTHON = "/usr/bin/python3"
 _build_lock = threading.Lock()
 _TOOLS = ("/usr/bin/prlimit", "/usr/bin/sleep", "/usr/bin/true", "/bin/sh")
+# Everyday commands for programs and the shell tool, copied when the host has them.
+_EXTRA_TOOLS = tuple(f"/usr/bin/{name}" for name in (
+    "bash", "echo", "cat", "ls", "env", "grep", "sed", "head", "tail", "wc", "sort", "uniq",
+    "cut", "tr", "mkdir", "rm", "cp", "mv", "touch", "false", "printf", "date", "id",
+    "uname", "find", "xargs", "diff", "expr", "seq", "basename", "dirname", "tee", "test",
+    "pwd", "ln", "chmod", "stat", "du", "md5sum", "sha256sum", "base64", "tac", "nl", "od",
+))
 # Parts of the standard library a sandboxed program never needs (large or GUI-only).
 _SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "dist-packages",
          "site-packages"}
@@ -130,10 +138,14 @@ def rootfs_tar(python: str = _PYTHON) -> bytes:
         packer.directory(directory, 0o1777 if directory != "etc" else 0o755)
     for name, body in _ETC.items():
         packer.data(name, body)
-    binaries = [python, *_TOOLS]
+    tools = [*_TOOLS, *(tool for tool in _EXTRA_TOOLS if os.path.exists(tool))]
+    binaries = [python, *tools]
     packer.path(python)
-    for tool in _TOOLS:
+    for tool in tools:
         packer.path(tool)
+    for link in ("/bin", "/sbin", "/lib", "/lib64"):  # merged-/usr links, e.g. /bin/echo
+        if os.path.islink(link):
+            packer.path(link)
     for path in _walk(stdlib):
         packer.path(str(path))
         if path.suffix == ".so":

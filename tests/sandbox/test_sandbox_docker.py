@@ -105,7 +105,12 @@ def test_container_options_isolate_and_limit():
     assert options["read_only"] is True and options["cap_drop"] == ["ALL"]
     # The boot loop is root with just the capabilities to drop to the program's uid.
     assert options["user"] == "0:0" and options["cap_add"] == ["SETUID", "SETGID", "KILL"]
-    assert options["security_opt"] == ["no-new-privileges"]
+    assert options["security_opt"][0] == "no-new-privileges"
+    profile = json.loads(options["security_opt"][1].removeprefix("seccomp="))
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    denied = {name for rule in profile["syscalls"] if "args" not in rule
+              for name in rule["names"]}
+    assert {"ptrace", "pidfd_getfd", "keyctl", "mount", "bpf", "clone3"} <= denied
     assert options["mem_limit"] == options["memswap_limit"] == 256 * 2**20
     assert options["pids_limit"] == 32
     assert options["tmpfs"]["/work"] == f"size={8 * 2**20},mode=1777"
