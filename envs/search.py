@@ -12,6 +12,7 @@ punctuation, articles and extra spaces ignored), else 0. There is no partial cre
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from typing import Any
@@ -85,6 +86,14 @@ def build_collection(world: int) -> tuple[list[Document], dict[str, Any]]:
     return docs, {"cities": cities, "people": people, "companies": companies}
 
 
+@functools.cache
+def _world_index(world: int) -> tuple[DocumentIndex, dict[str, Any]]:
+    """The index and facts of one world, built once per process and shared (read only;
+    the index serializes its queries)."""
+    docs, facts = build_collection(world)
+    return DocumentIndex(docs), facts
+
+
 class SearchEnv(ToolEnv):
     """Multi-hop questions over a generated collection; search + read tools; exact answer."""
 
@@ -99,15 +108,12 @@ class SearchEnv(ToolEnv):
         if n_worlds < 1:
             raise ConfigError(f"n_worlds must be >= 1, got {n_worlds}")
         self.n_worlds = n_worlds
-        self._worlds: dict[int, tuple[DocumentIndex, dict[str, Any]]] = {}
         self.index: DocumentIndex | None = None
         super().__init__(search_tools(self._current), max_turns=max_turns, **kwargs)
 
-    def _world(self, world: int) -> tuple[DocumentIndex, dict[str, Any]]:
-        if world not in self._worlds:
-            docs, facts = build_collection(world)
-            self._worlds[world] = (DocumentIndex(docs), facts)
-        return self._worlds[world]
+    @staticmethod
+    def _world(world: int) -> tuple[DocumentIndex, dict[str, Any]]:
+        return _world_index(world)
 
     def _current(self) -> DocumentIndex:
         if self.index is None:  # unreachable through step(): reset draws the collection
@@ -155,8 +161,3 @@ class SearchEnv(ToolEnv):
         calls = [self.parser.render([ToolCall(n, a)]) for n, a in task.metadata["plan"]]
         return [*calls, f"<answer>{task.answer}</answer>"]
 
-    def close(self) -> None:
-        for index, _ in self._worlds.values():
-            index.close()
-        self._worlds.clear()
-        super().close()
