@@ -26,6 +26,7 @@ __all__ = [
     "CheckpointConfig",
     "LoggingConfig",
     "EvalConfig",
+    "LoraSection",
     "TrainConfig",
     "load_config",
     "save_config",
@@ -312,6 +313,31 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class LoraSection:
+    """LoRA adapters through ``peft`` (extra ``agentrl[lora]``): only the adapters are trained."""
+
+    r: int = 0
+    """Adapter rank; 0 (default): full fine-tuning, no adapters."""
+    alpha: float = 16.0
+    """Scaling numerator: the update is ``alpha / r * B @ A``."""
+    dropout: float = 0.0
+    """Dropout on the adapter input (the learner runs in eval mode, so it only matters if > 0
+    and the model is switched to train mode; keep 0 for exact logprobs)."""
+    targets: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt (e.g. ``[q_proj, v_proj]``), or ``[all-linear]`` (every linear
+    layer but the output layer)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.r, bool) or self.r < 0:
+            raise ConfigError(f"lora.r must be an int >= 0 (0 = off), got {self.r!r}")
+        if self.r and self.alpha <= 0:
+            raise ConfigError(f"lora.alpha must be > 0, got {self.alpha}")
+        _unit("lora", "dropout", self.dropout)
+        if self.r and not self.targets:
+            raise ConfigError("lora.targets is empty; name modules (e.g. [q_proj, v_proj]) or [all-linear]")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; ``agentrl train --config FILE key=value ...``."""
 
@@ -329,6 +355,8 @@ class TrainConfig:
     """Run folder and display."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation before and after."""
+    lora: LoraSection = field(default_factory=LoraSection)
+    """LoRA adapters (``lora.r > 0``) instead of full fine-tuning."""
 
     def __post_init__(self) -> None:
         self._check_combinations()
@@ -370,6 +398,11 @@ class TrainConfig:
             raise ConfigError(
                 f"algo.advantage={algo.advantage} groups turns by the observation they acted "
                 "on, which needs multi-turn episodes: set rollout.max_turns >= 2 or use grpo"
+            )
+        if self.lora.r and algo.critic == "model":
+            raise ConfigError(
+                "lora.r > 0 with algo.critic=model is not supported: use algo.critic=head "
+                "(a value head on the adapted policy) or lora.r=0"
             )
         n_episodes = self.episodes_per_step
         if opt.minibatches > n_episodes:

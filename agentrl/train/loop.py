@@ -142,7 +142,15 @@ def _build_models(config: TrainConfig, source: str) -> tuple[Any, Any, Any, Any]
     from agentrl.train.critic import Critic
 
     dtype = getattr(torch, config.model.dtype)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(config.trainer.device)
+    if config.lora.r:  # base weights from model.path; adapters fresh, or the checkpoint's
+        from agentrl.train.lora import is_adapter_dir, wrap_lora
+
+        base = AutoModelForCausalLM.from_pretrained(resolve_model_path(config.model.path), dtype=dtype)
+        model = wrap_lora(base, config.lora, adapter=source if is_adapter_dir(source) else None,
+                          seed=config.trainer.seed)
+        model.to(config.trainer.device)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(config.trainer.device)
     tokenizer = AutoTokenizer.from_pretrained(source)
     critic = None
     if config.algo.critic != "none":
@@ -153,6 +161,15 @@ def _build_models(config: TrainConfig, source: str) -> tuple[Any, Any, Any, Any]
         ref = AutoModelForCausalLM.from_pretrained(resolve_model_path(config.model.path), dtype=dtype)
         ref.to(config.trainer.device).eval().requires_grad_(False)
     return model, tokenizer, critic, ref
+
+
+def _sync_module(config: TrainConfig, model: Any) -> Any:
+    """What the sampler receives at each sync: the model, or a LoRA model's merged view."""
+    if not config.lora.r:
+        return model
+    from agentrl.train.lora import MergedView
+
+    return MergedView(model)
 
 
 def _make_policy(config: TrainConfig, source: str) -> Any:
@@ -295,13 +312,16 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
     truncate_specs(run_dir, step)
     t_engine = time.perf_counter()
     own_policy = policy is None
-    if own_policy:
-        policy = _make_policy(config, start_from)
+    sync_model = _sync_module(config, learner.model)
+    if own_policy:  # a LoRA run's engine serves the base model, then merged weights
+        policy = _make_policy(config, resolve_model_path(config.model.path) if config.lora.r
+                              else start_from)
     else:
         from agentrl.policy.base import WeightSync, require_capability
 
         require_capability(policy, WeightSync, "training")
-        policy.update_weights(learner.model, verify=config.rollout.verify_sync,
+    if not own_policy or (config.lora.r and ckpt is not None):
+        policy.update_weights(sync_model, verify=config.rollout.verify_sync,
                               atol=config.rollout.sync_atol)
     engine_start_s = time.perf_counter() - t_engine
     log = MetricsLogger(run_dir, tensorboard=config.logging.tensorboard,
@@ -350,7 +370,7 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
                     batch.mask * batch.valid[:, None],
                     batch.turn_index))
                 with timer("sync"):
-                    diff = policy.update_weights(learner.model, verify=config.rollout.verify_sync,
+                    diff = policy.update_weights(sync_model, verify=config.rollout.verify_sync,
                                                  atol=config.rollout.sync_atol)
                 if diff is not None:
                     metrics["sync/max_abs_diff"] = float(diff)
