@@ -101,12 +101,24 @@ def _too_deep(text: str) -> bool:
     return peak > _MAX_NESTING
 
 
+# ``json.loads(s)`` is ``scan_once(s, 0)`` between whitespace skips and an end check; the
+# parsers call the scanner directly and fall back to ``json.loads`` for anything else.
+_scan_once = json.decoder.JSONDecoder().scan_once
+
+
 def _loads(text: str) -> tuple[Any, str | None]:
     """json.loads that reports errors as text instead of raising."""
-    if len(text) > MAX_PARSE_CHARS:
-        return None, f"tool call is too long ({len(text)} characters, limit {MAX_PARSE_CHARS})"
-    if _too_deep(text):
+    n = len(text)
+    if n > MAX_PARSE_CHARS:
+        return None, f"tool call is too long ({n} characters, limit {MAX_PARSE_CHARS})"
+    if n > _MAX_NESTING and _too_deep(text):  # deeper nesting needs more characters
         return None, f"tool call is nested more than {_MAX_NESTING} levels deep"
+    try:  # the C scanner directly: json.loads minus its Python layers (same result)
+        obj, end = _scan_once(text, 0)
+        if end == n:
+            return obj, None
+    except (StopIteration, json.JSONDecodeError, RecursionError):
+        pass  # json.loads below gives the error its usual message
     try:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
@@ -120,15 +132,15 @@ def _call_from_obj(obj: Any) -> ToolCall | ParseError:
     if not isinstance(obj, dict):
         return ParseError(f"a tool call must be a JSON object, got {type(obj).__name__}", _snip(str(obj)))
     name = obj.get("name")
-    if not isinstance(name, str) or not name:
+    if not name or not isinstance(name, str):
         return ParseError('a tool call needs a "name" string', _snip(json.dumps(obj, default=str)))
-    args = obj.get("arguments", obj.get("parameters", {}))
+    args = obj["arguments"] if "arguments" in obj else obj.get("parameters", {})
     if isinstance(args, str):  # OpenAI style: arguments as a JSON string
         decoded, err = _loads(args) if args.strip() else ({}, None)
         if err:
             return ParseError(f"arguments of {name!r}: {err}", _snip(args))
         args = decoded
-    return ToolCall(name=name, arguments=args)
+    return ToolCall(name, args)
 
 
 class ToolCallParser(abc.ABC):
@@ -154,8 +166,27 @@ class HermesParser(ToolCallParser):
     _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 
     def parse(self, text: str) -> ParseResult:
-        if "<tool_call>" not in text:  # fast path: a plain message (no block can match)
+        start = text.find("<tool_call>")
+        if start < 0:  # fast path: a plain message (no block can match)
             return ParseResult(content=text.strip())
+        end = text.find("</tool_call>", start + 11)
+        rest = text[end + 12 :] if end >= 0 else ""
+        if "<tool_call>" not in rest:  # fast path: one block (what _BLOCK would match)
+            body = (text[start + 11 : end] if end >= 0 else text[start + 11 :]).strip()
+            obj, err = _loads(body)
+            if err:
+                item: ToolCall | ParseError = ParseError(err, _snip(body))
+            elif type(obj) is dict:
+                item = _call_from_obj(obj)
+            else:
+                return self._parse_blocks(text)
+            content = (text[:start] + rest).strip() if rest else text[:start].strip()
+            if type(item) is ToolCall:
+                return ParseResult((item,), (), content)
+            return ParseResult((), (item,), content)  # type: ignore[arg-type]
+        return self._parse_blocks(text)
+
+    def _parse_blocks(self, text: str) -> ParseResult:
         calls: list[ToolCall] = []
         errors: list[ParseError] = []
         pieces: list[str] = []  # the text outside the blocks, i.e. _BLOCK.sub("", text)

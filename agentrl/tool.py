@@ -124,6 +124,48 @@ def _check_value(value: Any, schema: Mapping[str, Any], path: str) -> str | None
     return None
 
 
+def _is_str(v: Any) -> bool:
+    return type(v) is str
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) is int or type(v) is float
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+def _is_list(v: Any) -> bool:
+    return type(v) is list
+
+
+def _is_dict(v: Any) -> bool:
+    return type(v) is dict
+
+
+_QUICK = {"string": _is_str, "integer": _is_int, "number": _is_number, "boolean": _is_bool}
+
+
+def _quick_accept(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """A test that is True only for values :func:`_check_value` accepts (exact built-in
+    types of the schema's plain type); None when the schema needs the full check."""
+    if "anyOf" in schema or "enum" in schema:
+        return None
+    kind = schema.get("type")
+    if kind in _QUICK:
+        return _QUICK[kind]
+    if kind == "array" and "items" not in schema:
+        return _is_list
+    if kind == "object" and "additionalProperties" not in schema:
+        return _is_dict
+    return None
+
+
 def _short(value: Any, limit: int = 40) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -191,6 +233,11 @@ class Tool:
             "required": required,
             "additionalProperties": False,
         }
+        # Per argument, a quick test that accepts the common valid values (plain types);
+        # anything it does not accept (or a schema it cannot judge: None) goes through the
+        # full check, which also writes the message. Built from ``parameters`` once.
+        self._accept = {k: _quick_accept(v) for k, v in properties.items()}
+        self._required = tuple(required)
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -206,6 +253,19 @@ class Tool:
 
     def validate(self, arguments: Any) -> str | None:
         """Return a message saying what is wrong with ``arguments``, or None if they are valid."""
+        if type(arguments) is dict:
+            for k in self._required:
+                if k not in arguments:
+                    return self._full_check(arguments)
+            accept = self._accept
+            for key, value in arguments.items():
+                test = accept.get(key)
+                if test is None or not test(value):
+                    return self._full_check(arguments)
+            return None
+        return self._full_check(arguments)
+
+    def _full_check(self, arguments: Any) -> str | None:
         if not isinstance(arguments, dict):
             return f"arguments must be a JSON object, got {type(arguments).__name__}"
         props = self.parameters["properties"]

@@ -14,7 +14,7 @@ import numpy as np
 from agentrl.env import Task, ToolEnv
 from agentrl.errors import ConfigError
 from agentrl.parsers import ToolCall
-from agentrl.tools.calculator import calculator, evaluate
+from agentrl.tools.calculator import calculator
 
 __all__ = ["CalculatorEnv", "parse_number"]
 
@@ -34,36 +34,49 @@ def parse_number(text: str) -> float | None:
         return None
 
 
-def _problem(rng: np.random.Generator, level: int) -> tuple[str, str]:
-    """Return (word problem, expression whose value is the integer answer)."""
-    name = _NAMES[int(rng.integers(len(_NAMES)))]
-    item = _ITEMS[int(rng.integers(len(_ITEMS)))]
-    a, b, c, d = (int(x) for x in rng.integers(2, 10 ** (level + 1), size=4))
-    kind = int(rng.integers(3))
+def _problem(rng: np.random.Generator, level: int) -> tuple[str, str, int]:
+    """Return (word problem, expression, its integer value).
+
+    One draw of seven uniforms per task (a NumPy call costs more than the rest of the
+    task); the value is computed alongside the expression, and the tests check it against
+    the calculator's own evaluator.
+    """
+    u = rng.random(7).tolist()
+    name = _NAMES[int(u[0] * len(_NAMES))]
+    item = _ITEMS[int(u[1] * len(_ITEMS))]
+    span = 10 ** (level + 1) - 2
+    a, b = 2 + int(u[2] * span), 2 + int(u[3] * span)
+    c, d = 2 + int(u[4] * span), 2 + int(u[5] * span)
+    kind = int(u[6] * 3)
     if level == 1:
         if kind == 0:
-            return f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", f"{a} + {b}"
+            return (f"{name} has {a} {item} and gets {b} more. How many {item} does {name} "
+                    "have now?"), f"{a} + {b}", a + b
         if kind == 1:
             big, small = max(a, b), min(a, b)
-            return f"{name} has {big} {item} and gives away {small}. How many are left?", f"{big} - {small}"
-        return f"{name} buys {a} boxes with {b} {item} in each. How many {item} is that?", f"{a} * {b}"
+            return (f"{name} has {big} {item} and gives away {small}. How many are left?",
+                    f"{big} - {small}", big - small)
+        return (f"{name} buys {a} boxes with {b} {item} in each. How many {item} is that?",
+                f"{a} * {b}", a * b)
     if level == 2:
         if kind == 0:
             return (f"{name} buys {a} packs of {b} {item} and already had {c}. "
-                    f"How many {item} does {name} have?"), f"{a} * {b} + {c}"
+                    f"How many {item} does {name} have?"), f"{a} * {b} + {c}", a * b + c
         if kind == 1:
             return (f"{a * b} {item} are shared equally among {a} friends, and each friend then "
-                    f"gets {c} more. How many does each friend have?"), f"{a * b} / {a} + {c}"
+                    f"gets {c} more. How many does each friend have?"), f"{a * b} / {a} + {c}", b + c
         return (f"{name} earns {a} {item} a day for {b} days and spends {c}. "
-                f"How many {item} are left?"), f"{a} * {b} - {c}"
+                f"How many {item} are left?"), f"{a} * {b} - {c}", a * b - c
     if kind == 0:
         return (f"A shop has {a} crates of {b} {item}. It sells {c} {item} and receives "
-                f"{d} crates more. How many {item} does it have?"), f"{a} * {b} - {c} + {d} * {b}"
+                f"{d} crates more. How many {item} does it have?"), \
+            f"{a} * {b} - {c} + {d} * {b}", a * b - c + d * b
     if kind == 1:
         return (f"{name} splits {a * c} {item} into bags of {c}, then adds {b} bags and doubles "
-                f"the number of bags. How many bags?"), f"({a * c} / {c} + {b}) * 2"
+                f"the number of bags. How many bags?"), f"({a * c} / {c} + {b}) * 2", (a + b) * 2
     return (f"{name} has {a} {item}, triples them, then loses {b} and gains {c}. "
-            f"Squared, how much is the count minus {d}?"), f"(3 * {a} - {b} + {c} - {d}) ** 2"
+            f"Squared, how much is the count minus {d}?"), \
+        f"(3 * {a} - {b} + {c} - {d}) ** 2", (3 * a - b + c - d) ** 2
 
 
 class CalculatorEnv(ToolEnv):
@@ -85,10 +98,9 @@ class CalculatorEnv(ToolEnv):
         level = int(options.get("difficulty", self.difficulty))
         if level not in (1, 2, 3):
             raise ConfigError(f"difficulty must be 1, 2 or 3, got {level}")
-        text, expression = _problem(rng, level)
-        value = evaluate(expression)
-        return Task(prompt=text, answer=int(value), id=f"calc-{level}-{expression}",
-                    metadata={"expression": expression, "difficulty": level})
+        text, expression, value = _problem(rng, level)
+        return Task(text, value, f"calc-{level}-{expression}",
+                    {"expression": expression, "difficulty": level})
 
     def grade(self, task: Task, answer: str) -> float:
         value = parse_number(answer)

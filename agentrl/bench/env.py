@@ -10,8 +10,9 @@ table gives p50/p99 in µs per kind of call:
 * ``tool step`` -- a turn with a tool call (parse, validate, run the tool, tool message);
   ``answer step`` -- the final answer (extract, grade); ``step`` -- a GuessNumber guess.
 
-GEM (``gem-llm``, an optional benchmark dependency) is measured in the same process on
-the same kind of work when it imports:
+GEM (``gem-llm``, the optional ``bench`` extra) is measured in the same process on the
+same kind of work when it imports, interleaved with agentrl in chunks of 25 episodes so
+that a change of machine load during the run hits both alike:
 
 * GuessNumber: GEM's own ``GuessTheNumberEnv`` (range 1..100, 10 turns, as ours), driven
   by the same binary search with GEM's ``\\boxed{}`` answers;
@@ -36,7 +37,7 @@ import math
 import platform
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,8 @@ import gymnasium as gym
 import agentrl  # noqa: F401  (registers the ids)
 from agentrl.errors import ConfigError
 
-__all__ = ["Row", "measure_agentrl", "measure_gem", "run_benchmark", "format_table",
-           "add_arguments", "main"]
+__all__ = ["Row", "measure_agentrl", "measure_gem", "measure_pair", "run_benchmark",
+           "format_table", "add_arguments", "main"]
 
 CORE_ENVS = ("agentrl/Calculator-v0", "agentrl/GuessNumber-v0")
 SANDBOX_ENVS = ("agentrl/PythonInterpreter-v0", "agentrl/HumanEval-v0")
@@ -82,27 +83,31 @@ def _rows(framework: str, env: str, samples: dict[str, list[int]]) -> list[Row]:
             for op, v in samples.items() if v]
 
 
-def measure_agentrl(env_id: str, episodes: int, seeds: int) -> list[Row]:
-    """Drive ``env_id`` with its oracle; time every reset and step."""
+Samples = dict[str, list[int]]
+
+
+def _agentrl_episodes(env_id: str, seeds: int, samples: Samples) -> Iterator[None]:
+    """Drive ``env_id`` with its oracle, one episode per ``next()``; time every call."""
     env = gym.make(env_id).unwrapped
-    samples: dict[str, list[int]] = {"reset (seen seed)": [], "reset (new seed)": []}
     clock = time.perf_counter_ns
     new_seed = 10_000_000 + 1_000_000 * (CORE_ENVS + SANDBOX_ENVS).index(env_id)  # unused seeds
+    tool_env = hasattr(env, "tools")
     try:
         for s in range(seeds):  # warm up: every seen seed once, code paths hot
             env.reset(seed=s)
-        gc.collect()
-        for ep in range(episodes):
+        ep = 0
+        while True:
             t0 = clock()
             env.reset(seed=ep % seeds)
             samples["reset (seen seed)"].append(clock() - t0)
+            ep += 1
             for _ in range(50):
                 action = env.oracle_action()
                 t0 = clock()
                 _, _, terminated, truncated, info = env.step(action)
                 dt = clock() - t0
-                kind = ("tool step" if info.get("tool_calls") else
-                        "answer step" if hasattr(env, "tools") else "step")
+                kind = ("tool step" if info["tool_calls"] else
+                        "answer step" if tool_env else "step")
                 samples.setdefault(kind, []).append(dt)
                 if terminated or truncated:
                     break
@@ -110,8 +115,30 @@ def measure_agentrl(env_id: str, episodes: int, seeds: int) -> list[Row]:
             t0 = clock()
             env.reset(seed=new_seed)
             samples["reset (new seed)"].append(clock() - t0)
+            yield
     finally:
         env.close()
+
+
+def _interleave(drivers: dict[str, Iterator[None]], episodes: int, chunk: int = 25) -> None:
+    """Run ``episodes`` episodes of every driver, alternating in chunks, so that a change in
+    machine load during the run hits every framework alike."""
+    gc.collect()
+    done = 0
+    while done < episodes:
+        n = min(chunk, episodes - done)
+        for driver in drivers.values():
+            for _ in range(n):
+                next(driver)
+        done += n
+    for driver in drivers.values():
+        driver.close()  # type: ignore[attr-defined]
+
+
+def measure_agentrl(env_id: str, episodes: int, seeds: int) -> list[Row]:
+    """Drive ``env_id`` with its oracle for ``episodes`` episodes; time every reset and step."""
+    samples: Samples = {"reset (seen seed)": [], "reset (new seed)": []}
+    _interleave({"agentrl": _agentrl_episodes(env_id, seeds, samples)}, episodes)
     return _rows("agentrl", env_id, samples)
 
 
@@ -167,18 +194,17 @@ def _gem_calculator_env() -> Any:
     return ToolEnvWrapper(Problems(), [Calculator()], max_tool_uses=10)
 
 
-def _gem_calculator(episodes: int, seeds: int) -> dict[str, list[int]]:
+def _gem_calculator(seeds: int, samples: Samples) -> Iterator[None]:
     env = _gem_calculator_env()
-    samples: dict[str, list[int]] = {"reset (seen seed)": [], "reset (new seed)": []}
     clock = time.perf_counter_ns
     for s in range(seeds):
         env.reset(seed=s)
-    gc.collect()
-    new_seed = 20_000_000
-    for ep in range(episodes):
+    new_seed, ep = 20_000_000, 0
+    while True:
         t0 = clock()
         env.reset(seed=ep % seeds)
         samples["reset (seen seed)"].append(clock() - t0)
+        ep += 1
         inner = env.env
         call = json.dumps({"name": "calculator", "arguments": {"expression": inner.expression}})
         actions = [f"<tool_call>\n{call}\n</tool_call>", f"<answer>{inner.answer}</answer>"]
@@ -190,30 +216,29 @@ def _gem_calculator(episodes: int, seeds: int) -> dict[str, list[int]]:
         t0 = clock()
         env.reset(seed=new_seed)
         samples["reset (new seed)"].append(clock() - t0)
-    return samples
+        yield
 
 
-def _gem_guess(episodes: int, seeds: int) -> dict[str, list[int]]:
+def _gem_guess(seeds: int, samples: Samples) -> Iterator[None]:
     from gem.envs.game_env.guess_the_number import GuessTheNumberEnv
 
     env = GuessTheNumberEnv(min_number=1, max_number=100, max_turns=10)
-    samples: dict[str, list[int]] = {"reset (seen seed)": [], "reset (new seed)": [], "step": []}
     clock = time.perf_counter_ns
     for s in range(seeds):
         env.reset(seed=s)
-    gc.collect()
-    new_seed = 30_000_000
-    for ep in range(episodes):
+    new_seed, ep = 30_000_000, 0
+    while True:
         t0 = clock()
         env.reset(seed=ep % seeds)
         samples["reset (seen seed)"].append(clock() - t0)
+        ep += 1
         lo, hi = 1, 100
         for _ in range(10):
             guess = (lo + hi) // 2
             action = f"\\boxed{{{guess}}}"
             t0 = clock()
             obs, _, terminated, truncated, _ = env.step(action)
-            samples["step"].append(clock() - t0)
+            samples.setdefault("step", []).append(clock() - t0)
             if terminated or truncated:
                 break
             if "higher" in obs:
@@ -224,10 +249,10 @@ def _gem_guess(episodes: int, seeds: int) -> dict[str, list[int]]:
         t0 = clock()
         env.reset(seed=new_seed)
         samples["reset (new seed)"].append(clock() - t0)
-    return samples
+        yield
 
 
-_GEM: dict[str, Callable[[int, int], dict[str, list[int]]]] = {
+_GEM: dict[str, Callable[[int, Samples], Iterator[None]]] = {
     "agentrl/Calculator-v0": _gem_calculator,
     "agentrl/GuessNumber-v0": _gem_guess,
 }
@@ -249,8 +274,21 @@ def gem_version() -> str | None:
 
 def measure_gem(env_id: str, episodes: int, seeds: int) -> list[Row]:
     """GEM's equivalent of ``env_id`` (see the module docstring); [] when it has none."""
-    fn = _GEM.get(env_id)
-    return _rows("gem", env_id, fn(episodes, seeds)) if fn is not None else []
+    return measure_pair(env_id, episodes, seeds)[1]
+
+
+def measure_pair(env_id: str, episodes: int, seeds: int,
+                 gem: bool = True) -> tuple[list[Row], list[Row]]:
+    """agentrl's ``env_id`` and GEM's equivalent (when ``gem`` and there is one), run
+    interleaved in chunks of episodes; returns (agentrl rows, GEM rows)."""
+    ours: Samples = {"reset (seen seed)": [], "reset (new seed)": []}
+    theirs: Samples = {"reset (seen seed)": [], "reset (new seed)": []}
+    drivers = {"agentrl": _agentrl_episodes(env_id, seeds, ours)}
+    fn = _GEM.get(env_id) if gem else None
+    if fn is not None:
+        drivers["gem"] = fn(seeds, theirs)
+    _interleave(drivers, episodes)
+    return _rows("agentrl", env_id, ours), _rows("gem", env_id, theirs) if fn else []
 
 
 def run_benchmark(*, episodes: int = 2000, sandbox_episodes: int = 8, seeds: int = 64,
@@ -261,9 +299,8 @@ def run_benchmark(*, episodes: int = 2000, sandbox_episodes: int = 8, seeds: int
     gem_ver = gem_version() if gem else None
     rows: list[Row] = []
     for env_id in CORE_ENVS:
-        rows += measure_agentrl(env_id, episodes, seeds)
-        if gem_ver is not None:
-            rows += measure_gem(env_id, episodes, seeds)
+        ours, theirs = measure_pair(env_id, episodes, seeds, gem=gem_ver is not None)
+        rows += ours + theirs
     if sandbox:
         for env_id in SANDBOX_ENVS:
             rows += measure_agentrl(env_id, sandbox_episodes, min(seeds, sandbox_episodes))

@@ -171,3 +171,15 @@ def test_huge_inputs_are_bounded():
     assert r.calls == () and "too long" in r.errors[0].message
     r = PythonicParser().parse("[" + "f(a=1), " * 100_000 + "]")
     assert r.errors and "too long" in r.errors[0].message
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(_nasty, st.builds(
+    lambda pre, body, post, close: f"{pre}<tool_call>{body}{close}{post}",
+    st.text(max_size=20), st.one_of(_nasty, st.text(max_size=40)), _nasty,
+    st.sampled_from(["</tool_call>", ""]),
+)))
+def test_hermes_single_block_fast_path_matches_the_general_scan(text):
+    # parse() takes a fast path for one block; the general block scan is the reference.
+    p = HermesParser()
+    assert p.parse(text) == p._parse_blocks(text)

@@ -124,3 +124,21 @@ def test_decorator_options_override_name_and_description():
     assert f.name == "sum2" and f.description == "Add."
     assert f(2, 3) == 5  # still callable as the plain function
     assert f.run({"a": 2, "b": 3}).content == "5"
+
+
+_values = [None, True, False, 0, 1, -3, 2.5, float("nan"), "", "x", [], ["a"], [1], {}, {"k": "v"},
+           {"k": 1}, "economy", "business", "first", (1,)]
+
+
+def test_quick_validation_agrees_with_the_full_check():
+    # validate() accepts plain values with a quick type test and sends anything else to the
+    # full check; both must agree on every argument combination tried here.
+    import itertools
+
+    keys = ["origin", "destination", "passengers", "cabin", "max_price", "tags", "extra"]
+    for a, b in itertools.product(_values, repeat=2):
+        for k1, k2 in itertools.combinations(keys, 2):
+            args = {"origin": "SFO", "destination": "LAX", k1: a, k2: b}
+            assert book_flight.validate(args) == book_flight._full_check(args), args
+    assert book_flight.validate({"destination": "LAX"}) == "missing required argument(s): origin"
+    assert book_flight.validate(["SFO"]) == "arguments must be a JSON object, got list"

@@ -15,7 +15,7 @@ from agentrl.tools.calculator import evaluate
 @pytest.mark.parametrize("difficulty", [1, 2, 3])
 def test_answers_are_integers_matching_the_expression(difficulty):
     env = CalculatorEnv(difficulty=difficulty)
-    for seed in range(30):
+    for seed in range(300):
         env.reset(seed=seed)
         task = env.task
         assert isinstance(task.answer, int)
