@@ -11,6 +11,12 @@ read this process (nor its stdout, which carries the report), so it cannot forge
 result. The program's own output goes to pipes that this loop caps, so a program
 printing a gigabyte is stopped at the cap. Once the program has exited (or overrun),
 everything else it left running is killed.
+
+Memory: the program (and all it starts) gets ``oom_score_adj`` 1000, so when the
+container's memory cgroup is full the kernel kills the program, not this loop; the OOM
+kill counter of the cgroup says whether that happened (reported as ``oom``). A touched
+reserve, freed just before the report is written, leaves this loop room to write it
+even when tmpfs pages the program left still fill the cgroup.
 """
 
 import base64
@@ -25,6 +31,32 @@ import time
 
 # After the program exits, how long processes it left behind may keep its pipes open.
 DRAIN_GRACE = 0.2
+# Memory cgroup files with the OOM kill counter (cgroup v1, then v2), as seen inside.
+OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
+
+
+def oom_kills():
+    """How many processes the container's memory cgroup has OOM-killed (0 if unknown)."""
+    for path in OOM_FILES:
+        try:
+            with open(path) as handle:
+                for line in handle:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def set_oom_score_adj(value):
+    """Set this process's ``oom_score_adj`` (children inherit it); lowering it back to 0
+    needs no capability as long as it was never set below 0."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write(str(value))
+    except OSError:
+        pass
 
 
 def drop_privileges(uid):
@@ -76,6 +108,8 @@ def main():
     cap, deadline = request["output"], time.monotonic() + request["wall_time"]
     start = time.monotonic()
     as_user = {"user": uid, "group": uid, "extra_groups": []} if os.getuid() == 0 else {}
+    reserve = b"r" * (2 * cap + (2 << 20))  # touched pages, freed before the report
+    ooms = oom_kills()
     # SIGCHLD wakes the loop through this pipe when the program exits (set before the
     # program starts, so an early exit is not missed; pidfds may be denied by seccomp).
     exit_fd, wake_fd = os.pipe()
@@ -83,8 +117,12 @@ def main():
         os.set_blocking(fd, False)
     signal.set_wakeup_fd(wake_fd)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    proc = subprocess.Popen(request["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, **as_user)
+    set_oom_score_adj(1000)  # the program is forked with it: first in line for the OOM killer
+    try:
+        proc = subprocess.Popen(request["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, **as_user)
+    finally:
+        set_oom_score_adj(0)
     data = memoryview(base64.b64decode(request["stdin"]))
     sel = selectors.DefaultSelector()
     out = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
@@ -136,20 +174,25 @@ def main():
                     break
     kill_leftovers(proc.pid)
     code = proc.wait()
+    del reserve
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stdout, stderr = out[proc.stdout.fileno()], out[proc.stderr.fileno()]
-    report = {
-        "stdout": base64.b64encode(bytes(stdout)).decode(),
-        "stderr": base64.b64encode(bytes(stderr)).decode(),
+    fields = {
         "stdout_total": totals[proc.stdout.fileno()],
         "stderr_total": totals[proc.stderr.fileno()],
         "returncode": None if timed_out or exceeded else code,
         "timed_out": timed_out,
         "output_exceeded": exceeded,
+        "oom": oom_kills() > ooms,
         "wall_time": time.monotonic() - start,
         "cpu_time": usage.ru_utime + usage.ru_stime,
     }
-    sys.stdout.write("\nAGENTRL-RESULT " + json.dumps(report) + "\n")
+    # Written in pieces, so that the only large allocations are the two base64 texts.
+    write = sys.stdout.buffer.write
+    write(b"\nAGENTRL-RESULT " + json.dumps(fields).encode()[:-1] + b', "stdout": "')
+    write(base64.b64encode(out.pop(proc.stdout.fileno())))
+    write(b'", "stderr": "')
+    write(base64.b64encode(out.pop(proc.stderr.fileno())))
+    write(b'"}\n')
     sys.stdout.flush()
 
 

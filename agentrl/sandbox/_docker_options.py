@@ -96,6 +96,7 @@ def container_options(limits: Limits, *, image: str, ulimits: bool = True) -> di
             "/work": f"size={limits.workdir_size},mode=1777",
             "/tmp": f"size={limits.workdir_size},mode=1777",
         },
+        "shm_size": limits.workdir_size,  # sized like /tmp; its pages count as memory
         "cap_drop": ["ALL"],
         "cap_add": list(BOOT_CAPS),
         "security_opt": ["no-new-privileges", f"seccomp={seccomp_profile()}"],
@@ -118,6 +119,7 @@ def spawn_argv(docker: str, command: Sequence[str], limits: Limits, *, image: st
             "--user", f"{uid}:{uid}", "--workdir", "/work", "--network", "none", "--read-only",
             "--tmpfs", f"/work:size={limits.workdir_size},mode=1777",
             "--tmpfs", f"/tmp:size={limits.workdir_size},mode=1777",
+            "--shm-size", str(limits.workdir_size),
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--security-opt", f"seccomp={seccomp_file()}",
             "--memory", str(limits.memory), "--memory-swap", str(limits.memory),

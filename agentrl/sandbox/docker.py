@@ -26,6 +26,7 @@ host's python3 when missing (no registry is needed).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import queue
@@ -33,6 +34,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -42,10 +44,10 @@ from agentrl.sandbox import _proc
 from agentrl.sandbox._common import BASE_ENV, check_files, prlimit_argv, to_result
 from agentrl.sandbox._docker_options import container_options, seccomp_profile, spawn_argv
 from agentrl.sandbox._proc import RawOutcome
-from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend
+from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend, Status
 from agentrl.sandbox.docker_image import LOCAL_IMAGE, ensure_image
 
-__all__ = ["DockerBackend", "ContainerPool", "container_options", "parse_report",
+__all__ = ["DockerBackend", "ContainerPool", "DockerOutcome", "container_options", "parse_report",
            "request_env", "spawn_argv", "seccomp_profile", "connect", "DEFAULT_IMAGE"]
 
 #: Image used unless another is given (built from the host when missing); another image
@@ -77,7 +79,15 @@ def request_env(command: Sequence[str], files: Mapping[str, bytes], stdin: bytes
     return {**BASE_ENV, **(env or {}), "AGENTRL_REQUEST": json.dumps(request)}
 
 
-def parse_report(log: bytes) -> RawOutcome | None:
+@dataclasses.dataclass
+class DockerOutcome(RawOutcome):
+    """A :class:`RawOutcome` plus what only the container's cgroup knows."""
+
+    oom: bool = False
+    """The container's memory cgroup OOM-killed a process of the program."""
+
+
+def parse_report(log: bytes) -> DockerOutcome | None:
     """The boot loop's JSON report from the container's stdout (None if it never came)."""
     text = log.decode("utf-8", errors="replace")
     at = text.rfind("\n" + _MARK)
@@ -86,7 +96,7 @@ def parse_report(log: bytes) -> RawOutcome | None:
     line = text[at + 1 + len(_MARK):].split("\n", 1)[0]
     try:
         report = json.loads(line)
-        return RawOutcome(
+        return DockerOutcome(
             stdout=base64.b64decode(report["stdout"]),
             stderr=base64.b64decode(report["stderr"]),
             stdout_total=int(report["stdout_total"]),
@@ -96,6 +106,7 @@ def parse_report(log: bytes) -> RawOutcome | None:
             cpu_time=float(report["cpu_time"]),
             timed_out=bool(report["timed_out"]),
             output_exceeded=bool(report["output_exceeded"]),
+            oom=bool(report.get("oom", False)),
         )
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
@@ -229,14 +240,13 @@ class DockerBackend(SandboxBackend):
         environment = request_env(command, check_files(files), data, limits, env, uid=self.uid)
         boot = ["python3", "-I", "-c", self._boot]
         if self.pool is not None and self._fits_pool(limits):
-            log = self._run_pooled(boot, environment, limits)
+            raw = self._run_pooled(boot, environment, limits)
         else:
-            log = self._run_fresh(boot, environment, limits)
-        raw = parse_report(log)
-        if raw is None:
-            raise SandboxError("the container ended without a report: "
-                               + log[-500:].decode("utf-8", errors="replace"))
-        return to_result(raw, raw.returncode, limits)
+            raw = self._run_fresh(boot, environment, limits)
+        result = to_result(raw, raw.returncode, limits)
+        if raw.oom and not (raw.timed_out or raw.output_exceeded):
+            result = dataclasses.replace(result, status=Status.MEMORY_LIMIT)
+        return result
 
     def spawn(self, command: Sequence[str], limits: Limits, *,
               cpu_limit: bool = True) -> subprocess.Popen[bytes]:
@@ -273,23 +283,49 @@ class DockerBackend(SandboxBackend):
     def _options(self, limits: Limits) -> dict[str, Any]:
         return container_options(limits, image=self.image)
 
-    def _run_fresh(self, boot: list[str], environment: dict[str, str], limits: Limits) -> bytes:
+    def _run_fresh(self, boot: list[str], environment: dict[str, str],
+                   limits: Limits) -> DockerOutcome:
         from requests.exceptions import RequestException
 
         options = self._options(limits)
         options["environment"] = environment
         container = self._call(lambda: self.client.containers.create(command=boot, **options))
+        start = time.monotonic()
         try:
             self._call(container.start)
             try:
                 container.wait(timeout=limits.wall_time + _GRACE)
             except RequestException:  # the host-side deadline passed
                 self._call(container.kill)
-            return self._call(lambda: container.logs(stdout=True, stderr=False))
+            log = self._call(lambda: container.logs(stdout=True, stderr=False))
+            return self._outcome(log, container, start)
         finally:
             _remove(container)
 
-    def _run_pooled(self, boot: list[str], environment: dict[str, str], limits: Limits) -> bytes:
+    def _outcome(self, log: bytes, container: Any, start: float) -> DockerOutcome:
+        """The report in ``log``; without one, a memory-limit outcome if the container's
+        cgroup OOM-killed the boot loop itself (tmpfs pages left it no room), else a
+        SandboxError."""
+        from docker.errors import DockerException
+        from requests.exceptions import RequestException
+
+        raw = parse_report(log)
+        if raw is not None:
+            return raw
+        try:
+            container.reload()
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+        except (DockerException, RequestException):
+            oom = False  # no state to read: the error below says what we know
+        if not oom:
+            raise SandboxError("the container ended without a report: "
+                               + log[-500:].decode("utf-8", errors="replace"))
+        return DockerOutcome(stdout=b"", stderr=b"", stdout_total=0, stderr_total=0,
+                             returncode=-9, wall_time=time.monotonic() - start, cpu_time=0.0,
+                             timed_out=False, output_exceeded=False, oom=True)
+
+    def _run_pooled(self, boot: list[str], environment: dict[str, str],
+                    limits: Limits) -> DockerOutcome:
         if self.pool is None:
             raise SandboxError("this docker backend has no pool")
         container = self.pool.acquire()
@@ -300,13 +336,14 @@ class DockerBackend(SandboxBackend):
                                              workdir="/work", demux=True))
 
         worker = threading.Thread(target=run, daemon=True)
+        start = time.monotonic()
         try:
             worker.start()
             worker.join(limits.wall_time + _GRACE)
             if not result:
                 raise SandboxError("the pooled container did not answer in time")
             _, (stdout, _stderr) = result[0]
-            return stdout or b""
+            return self._outcome(stdout or b"", container, start)
         finally:
             _remove(container)
 

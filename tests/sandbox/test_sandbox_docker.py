@@ -41,6 +41,7 @@ class FakeContainer:
         self.id = f"fake{next(client.ids)}"
         self.output = b""
         self.removed = False
+        self.attrs: dict = {"State": {"OOMKilled": False}}
 
     def start(self) -> None:
         self.client.events.append(("start", self.id))
@@ -51,6 +52,9 @@ class FakeContainer:
         if self.client.hang:
             raise requests.exceptions.ReadTimeout("fake timeout")
         return {"StatusCode": 0}
+
+    def reload(self) -> None:
+        pass
 
     def logs(self, stdout: bool = True, stderr: bool = True) -> bytes:
         return self.output
@@ -226,8 +230,11 @@ def test_pool_serves_only_executions_with_its_container_limits(bwrap):
 @pytest.mark.docker
 def test_real_engine_runs_python():
     backend = docker_backend_or_skip()
-    result = backend.run_python("import os\nprint(6 * 7, os.getuid(), os.getgid())")
-    assert result.status is Status.OK and result.stdout == "42 65534 65534\n"
+    code = ("import os\nprint(6 * 7, os.getuid(), os.getgid(), "
+            "open('/proc/self/oom_score_adj').read().strip())")
+    result = backend.run_python(code)
+    # Unprivileged, and the OOM killer's first choice (not the boot loop that reports).
+    assert result.status is Status.OK and result.stdout == "42 65534 65534 1000\n"
 
 
 @pytest.mark.docker
