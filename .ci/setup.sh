@@ -70,4 +70,11 @@ if [ "${1:-}" = "--tests" ] && ! command -v chromium >/dev/null 2>&1; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+# 7. With --tests: a Docker engine and the sandbox image for the docker-backend tests
+#    (.ci/docker.sh: installs docker.io, starts dockerd, builds the image from the host;
+#    never fails setup). The whole-suite test run that follows stops the engine it started
+#    (pytest_sessionfinish in conftest.py).
+if [ "${1:-}" = "--tests" ]; then
+    bash .ci/docker.sh "$PY" || true
+fi
 $PY -c "import agentrl, vllm, transformers; print('[setup] ok: agentrl', agentrl.__version__, '| vllm', vllm.__version__, '| transformers', transformers.__version__)"
