@@ -77,4 +77,13 @@ fi
 if [ "${1:-}" = "--tests" ]; then
     bash .ci/docker.sh "$PY" || true
 fi
+# 8. With --tests: Ray 2.60 for the Ray rollout-worker tests (tests/serve/test_ray_rollout.py),
+#    with every installed package pinned as a constraint (a plain install upgrades packaging).
+if [ "${1:-}" = "--tests" ] && ! $PY -c "import ray" 2>/dev/null; then
+    say "installing ray 2.60 (the installed packages as constraints)"
+    CONSTRAINTS="$(mktemp)"
+    $PY -m pip freeze --exclude-editable | grep -v " @ " > "$CONSTRAINTS"
+    $PY -m pip install -q -c "$CONSTRAINTS" "ray==2.60.*" || say "ray not installed: its tests skip"
+    rm -f "$CONSTRAINTS"
+fi
 $PY -c "import agentrl, vllm, transformers; print('[setup] ok: agentrl', agentrl.__version__, '| vllm', vllm.__version__, '| transformers', transformers.__version__)"
