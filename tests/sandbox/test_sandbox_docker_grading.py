@@ -38,7 +38,10 @@ def grader():
 SUBSET = [*range(0, 164, 32), 162]
 
 
-def test_humaneval_subset_canonical_pass_and_broken_fail(grader):
+def test_humaneval_subset_canonical_pass_and_broken_fail():
+    # Calls cross docker's attach streams (~5-30 ms a round trip; HumanEval/32 makes 100
+    # calls), so the grading gets more wall time than the hacking cases' 5 s.
+    grader = FunctionGrader(docker_backend_or_skip(), Limits(wall_time=30))
     problems = [load_problems()[i] for i in SUBSET]
 
     def task(p: dict, program: str) -> GradeTask:
