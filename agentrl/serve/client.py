@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus, WebSocketException
+
 from agentrl import errors
 from agentrl.errors import (
     ConfigError,
@@ -103,12 +106,9 @@ class _WsTransport:
         self.ws: Any = None
 
     async def connect(self, attach: str | None) -> None:
-        import websockets
-        from websockets.exceptions import InvalidStatus, WebSocketException
-
         headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
         try:
-            self.ws = await websockets.connect(
+            self.ws = await ws_connect(
                 self.url, additional_headers=headers, compression=None,
                 max_size=self.config.max_message_bytes, open_timeout=self.config.connect_timeout_s,
                 ping_interval=None, close_timeout=1.0)
@@ -127,11 +127,10 @@ class _WsTransport:
                 raise _status_error(status, body, "attach")
 
     async def call(self, frame: dict[str, Any]) -> tuple[int, Any]:
-        from websockets.exceptions import WebSocketException
-
         try:
-            await self.ws.send(json.dumps(frame))
-            raw = await asyncio.wait_for(self.ws.recv(), self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):
+                await self.ws.send(json.dumps(frame))
+                raw = await self.ws.recv()
         except TimeoutError as exc:
             raise _Retry(f"no reply within {self.config.timeout_s:g} s") from exc
         except (OSError, WebSocketException) as exc:
