@@ -8,7 +8,10 @@ Cases (each runs ``print(1)``):
   (``BwrapBackend(prestart=2)``); the pool is refilled *between* timed executions, so
   the refill never overlaps any case's timing (its cost shows in ``exec/s``);
 * ``bwrap-true`` — a fresh sandbox running ``/bin/true`` (the sandbox's own cost);
-* ``session`` — one call into a persistent sandboxed session.
+* ``session`` — one call into a persistent sandboxed session;
+* ``docker`` — a fresh container per execution (docker backend, when an engine answers);
+* ``docker-pool`` — a container taken from a pool of started ones (``pool_size=2``),
+  refilled between timed executions like ``bwrap-prestart``.
 
 Latency is measured one execution at a time, the cases interleaved (p50, p99);
 throughput runs ``--concurrency`` executions at once (a session serves one call at a
@@ -47,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed executions first")
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
                         help="executions in flight for the throughput figure (default: CPUs)")
+    parser.add_argument("--docker-iterations", type=int, default=None,
+                        help="timed executions per docker case (default: --iterations, at "
+                             "most 30); 0 leaves the docker rows out. They need a reachable "
+                             "Docker engine and are skipped, with the reason, without one")
     parser.add_argument("--json", "--out", dest="json", type=Path, default=Path("bench_sandbox.json"),
                         help="where to write the results (default bench_sandbox.json)")
 
@@ -150,6 +157,45 @@ def run_benchmark(iterations: int = 200, warmup: int = 10, concurrency: int = 2
     }
 
 
+def run_docker_cases(iterations: int, warmup: int, concurrency: int) -> dict[str, object]:
+    """The ``docker`` and ``docker-pool`` rows (``{"cases": ...}``), or ``{"skipped": why}``
+    when no engine is reachable. Measured apart from the bwrap cases: a container costs
+    tens of times a bwrap sandbox, so interleaving would only slow the fast cases down."""
+    from agentrl.errors import SandboxUnavailableError
+    from agentrl.sandbox.docker import DockerBackend
+
+    try:
+        fresh = DockerBackend()
+        pooled = DockerBackend(pool_size=2)
+    except SandboxUnavailableError as err:
+        return {"skipped": str(err)}
+    limits = Limits()
+
+    def runner(backend: DockerBackend, name: str) -> Callable[[], None]:
+        def run() -> None:
+            if backend.run_python("print(1)", limits=limits).stdout != "1\n":
+                raise SandboxError(f"{name} print(1) failed")
+        return run
+
+    def refilled() -> None:  # untimed: the pool is full again before the next execution
+        deadline = time.monotonic() + 60
+        while pooled.pool is not None and pooled.pool.ready < pooled.pool.size:
+            if time.monotonic() > deadline:
+                raise SandboxError("the docker container pool did not refill in 60 s")
+            time.sleep(0.005)
+
+    fns = {"docker": runner(fresh, "docker"), "docker-pool": runner(pooled, "docker-pool")}
+    try:
+        latencies = _time_interleaved(fns, iterations, warmup, settle=refilled)
+        cases = {name: summarize(values) for name, values in latencies.items()}
+        for name, fn in fns.items():
+            cases[name]["exec_per_s"] = _throughput(fn, iterations, concurrency)
+    finally:
+        pooled.close()
+        fresh.close()
+    return {"cases": cases, "image": fresh.image}
+
+
 def format_table(results: dict[str, object]) -> str:
     """The human-readable table printed by :func:`main`."""
     cases = cast(dict[str, dict[str, float]], results["cases"])
@@ -157,6 +203,12 @@ def format_table(results: dict[str, object]) -> str:
     for name, row in cases.items():
         lines.append(f"{name:<15} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
                      f"{row['mean_ms']:>8.2f} {row['exec_per_s']:>9.1f}")
+    docker = cast(dict[str, object], results.get("docker", {}))
+    for name, row in cast(dict[str, dict[str, float]], docker.get("cases", {})).items():
+        lines.append(f"{name:<15} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+                     f"{row['mean_ms']:>8.2f} {row['exec_per_s']:>9.1f}")
+    if "skipped" in docker:
+        lines.append(f"docker rows skipped: {docker['skipped']}")
     lines.append(f"bwrap / subprocess (p50): {results['bwrap_over_subprocess_p50']:.2f}x; "
                  f"bwrap-prestart / subprocess: {results['prestart_over_subprocess_p50']:.2f}x")
     meets = cast(dict[str, bool], results["meets"])
@@ -170,7 +222,15 @@ def main(args: argparse.Namespace) -> int:
     if args.iterations < 1 or args.warmup < 0 or args.concurrency < 1:
         raise ConfigError("--iterations and --concurrency must be >= 1 and --warmup >= 0; "
                           f"got {args.iterations}, {args.concurrency}, {args.warmup}")
+    docker_iterations = getattr(args, "docker_iterations", None)
+    if docker_iterations is None:
+        docker_iterations = min(args.iterations, 30)
+    if docker_iterations < 0:
+        raise ConfigError(f"--docker-iterations must be >= 0, got {docker_iterations}")
     results = run_benchmark(args.iterations, args.warmup, args.concurrency)
+    if docker_iterations:
+        results["docker"] = run_docker_cases(docker_iterations, min(args.warmup, 3),
+                                             args.concurrency)
     print(format_table(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

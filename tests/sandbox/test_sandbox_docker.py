@@ -312,3 +312,23 @@ def test_session_and_spawned_containers_are_removed():
         assert session.run("x").stdout == "65534\n"
         assert len(_spawned_containers(backend)) == 1
     assert _spawned_containers(backend) == []  # removed when the session closed
+
+
+def test_bench_docker_rows_say_why_without_an_engine(monkeypatch, tmp_path):
+    from agentrl.bench import sandbox as bench
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    result = bench.run_docker_cases(iterations=2, warmup=0, concurrency=2)
+    assert "cases" not in result and "Docker engine" in str(result["skipped"])
+
+
+@pytest.mark.docker
+def test_bench_docker_rows_fresh_and_pooled():
+    from agentrl.bench import sandbox as bench
+
+    docker_backend_or_skip()
+    result = bench.run_docker_cases(iterations=3, warmup=1, concurrency=2)
+    cases = result["cases"]
+    assert set(cases) == {"docker", "docker-pool"}
+    for row in cases.values():
+        assert row["n"] == 3 and row["p99_ms"] >= row["p50_ms"] > 0 and row["exec_per_s"] > 0
