@@ -26,12 +26,15 @@ BASE_ENV: Mapping[str, str] = {
 _MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"std::bad_alloc", b"out of memory")
 
 
-def classify(raw: RawOutcome, exit_code: int | None, limits: Limits) -> Status:
-    """Map a finished process to a :class:`Status`."""
+def classify(raw: RawOutcome, exit_code: int | None, limits: Limits, *,
+             oom: bool = False) -> Status:
+    """Map a finished process to a :class:`Status` (``oom``: its cgroup saw an OOM kill)."""
     if raw.timed_out:
         return Status.TIMEOUT
     if raw.output_exceeded:
         return Status.OUTPUT_LIMIT
+    if oom:
+        return Status.MEMORY_LIMIT  # a process of the program was killed for memory
     if exit_code == 0:
         return Status.OK
     if exit_code == -signal.SIGXCPU or (
@@ -44,10 +47,11 @@ def classify(raw: RawOutcome, exit_code: int | None, limits: Limits) -> Status:
     return Status.RUNTIME_ERROR
 
 
-def to_result(raw: RawOutcome, exit_code: int | None, limits: Limits) -> ExecResult:
+def to_result(raw: RawOutcome, exit_code: int | None, limits: Limits, *,
+              oom: bool = False) -> ExecResult:
     """Build the :class:`ExecResult` of a finished process."""
     return ExecResult(
-        status=classify(raw, exit_code, limits),
+        status=classify(raw, exit_code, limits, oom=oom),
         stdout=raw.stdout.decode("utf-8", errors="replace"),
         stderr=raw.stderr.decode("utf-8", errors="replace"),
         exit_code=exit_code,

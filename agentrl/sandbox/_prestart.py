@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from importlib import resources
 
 from agentrl.errors import SandboxError
+from agentrl.sandbox._cgroup import Cgroup
 from agentrl.sandbox._spawner import Started
 from agentrl.sandbox.base import Limits
 
@@ -50,6 +51,7 @@ class Prestarted:
     stdout_r: int
     stderr_r: int
     control: socket.socket
+    cgroup: Cgroup | None = None
 
     def send(self, argv: Sequence[str], env: Mapping[str, str], files: Mapping[str, bytes],
              rlimits: Sequence[tuple[int, int, int]]) -> None:
@@ -88,6 +90,9 @@ class Prestarted:
             except SandboxError:
                 pass
         self.close_fds()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
 
     def close_fds(self) -> None:
         for fd in (self.stdin_w, self.stdout_r, self.stderr_r):

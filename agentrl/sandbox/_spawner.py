@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from agentrl.errors import SandboxError
-from agentrl.sandbox import _proc
+from agentrl.sandbox import _cgroup, _proc
 
 __all__ = ["Spawner", "Started", "get_spawner"]
 
@@ -102,6 +102,13 @@ class Spawner:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             proc.stdout.close()
+            leaf = _cgroup.spawner_leaf(self.run_as)
+            if leaf is not None:  # cgroup v2: see spawner_leaf
+                try:
+                    with open(leaf, "w") as handle:
+                        handle.write(str(proc.pid))
+                except OSError:
+                    pass  # sandboxes then fail to start with a clear error
             if line != b"ready\n":
                 here.close()
                 proc.kill()
@@ -138,18 +145,21 @@ class Spawner:
         env: Mapping[str, str],
         rlimits: Sequence[tuple[int, int, int]],
         stdio: tuple[int, int, int],
+        cgroups: Sequence[str] = (),
     ) -> Started:
         """Start ``argv`` (bwrap) with ``stdio`` (stdin, stdout, stderr) as its 0, 1, 2.
 
         ``argv[i]`` for ``i`` in ``fd_args`` names ``file_fds`` in order (renumbered in the
         helper); the helper adds its own ``--info-fd``/``--block-fd``/``--json-status-fd``
-        at ``insert_at`` and applies ``rlimits`` (resource, soft, hard) to the sandbox.
+        at ``insert_at``, applies ``rlimits`` (resource, soft, hard) to the sandbox and
+        writes its first process's pid to each ``cgroup.procs`` path in ``cgroups``.
         Raises SandboxError if the sandbox cannot be started.
         """
         control = self._ensure()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         request = {"argv": list(argv), "insert_at": insert_at, "fd_args": list(fd_args),
-                   "env": dict(env), "rlimits": [list(r) for r in rlimits]}
+                   "env": dict(env), "rlimits": [list(r) for r in rlimits],
+                   "cgroups": list(cgroups)}
         try:
             with self._lock:
                 socket.send_fds(control, [json.dumps(request).encode()],

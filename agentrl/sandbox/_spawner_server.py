@@ -8,7 +8,8 @@ under the sandbox uid (stdlib only; never imported by the harness). Why it exist
   process is small and already runs as the sandbox uid, so it uses ``posix_spawn``.
 * It applies the rlimits with ``prlimit`` to the sandbox's first process while bwrap
   waits on ``--block-fd``, after the user namespace exists (so RLIMIT_NPROC counts per
-  sandbox) and before the program runs; no ``prlimit`` binary is exec'd.
+  sandbox) and before the program runs; no ``prlimit`` binary is exec'd. It moves that
+  process into the sandbox's cgroups (if any) at the same point.
 * It is a child subreaper: bwrap's pid 1 (which reaped the program) is reparented here
   when bwrap exits, so ``wait4`` yields the program's CPU time with no wrapper shell.
 
@@ -119,12 +120,21 @@ class Spawner:
             try:
                 for res, soft, hard in request["rlimits"]:
                     resource.prlimit(init, res, (soft, hard))
+                # Its cgroups: every process of the sandbox descends from this one.
+                for path in request.get("cgroups", ()):
+                    with open(path, "w") as handle:
+                        handle.write(str(init))
+            except ProcessLookupError:
+                pass  # bwrap failed during set-up already; its status says why
             except OSError as err:
                 # The program must never run without its limits: kill before unblocking.
-                error = f"could not set the sandbox's rlimits: {err}"
+                error = f"could not set the sandbox's rlimits or cgroup: {err}"
                 os.killpg(pid, signal.SIGKILL)
         if error is None:
-            os.write(block_w, b"x")
+            try:
+                os.write(block_w, b"x")
+            except BrokenPipeError:
+                pass  # bwrap already exited; its status says why
         os.close(block_w)
         run = _Run(reply, pid, init, status_r)
         self.runs[pid] = run

@@ -16,19 +16,28 @@ Sessions start through :meth:`BwrapBackend.spawn` with ``prlimit`` inside.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from agentrl.errors import ConfigError, SandboxError, SandboxUnavailableError
-from agentrl.sandbox import _proc
+from agentrl.sandbox import _cgroup, _proc
 from agentrl.sandbox import _seccomp as seccomp
+from agentrl.sandbox._bwrap_util import (
+    BWRAP_ENV as _BWRAP_ENV,
+)
+from agentrl.sandbox._bwrap_util import (
+    LimitsDegradedWarning,
+    check_bwrap,
+    memfd,
+    spawn_sandbox,
+    warn_degraded,
+)
+from agentrl.sandbox._cgroup import Cgroup
 from agentrl.sandbox._common import (
     BASE_ENV,
     check_files,
@@ -42,14 +51,11 @@ from agentrl.sandbox._prestart import Prestarted, PrestartPool, fits, stub_sourc
 from agentrl.sandbox._spawner import Spawner, get_spawner
 from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend
 
-__all__ = ["BwrapBackend", "check_bwrap", "WORKDIR"]
+__all__ = ["BwrapBackend", "check_bwrap", "WORKDIR", "LimitsDegradedWarning"]
 
 #: Where the program's writable work directory is mounted inside the sandbox.
 WORKDIR = "/work"
 _NOBODY = 65534
-# bwrap's own environment: its pid-1 helper inside the sandbox keeps it, and any program
-# there can read it from /proc/1/environ, so the host's environment must never reach it.
-_BWRAP_ENV = {"PATH": "/usr/bin:/bin"}
 _START_TIMEOUT = 30.0
 # bwrap's pid 1 inside the sandbox reaps the program and reports its exit status to the
 # outer bwrap over an eventfd. The seccomp filter denies ptrace, process_vm_* and
@@ -59,8 +65,6 @@ _PID1_MASKS = ("--ro-bind", "/dev/null", "/proc/1/mem", "--tmpfs", "/proc/1/task
                "--tmpfs", "/proc/1/fd", "--tmpfs", "/proc/1/fdinfo",
                "--tmpfs", "/proc/1/map_files")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/alternatives")
-_checked: dict[tuple[str, str], str | None] = {}
-_check_lock = threading.Lock()
 
 
 class BwrapBackend(SandboxBackend):
@@ -78,6 +82,8 @@ class BwrapBackend(SandboxBackend):
         prestart_limits: the limits prestarted sandboxes are made with (default
             ``Limits()``); a request whose work directory size differs or whose memory,
             process, file-size or open-file limit is higher starts a fresh sandbox instead.
+        cgroups: give each sandbox a memory+pids cgroup where the machine allows it
+            (default); without one, :class:`LimitsDegradedWarning` says what degrades.
     """
 
     name = "bwrap"
@@ -92,6 +98,7 @@ class BwrapBackend(SandboxBackend):
         check: bool = True,
         prestart: int = 0,
         prestart_limits: Limits | None = None,
+        cgroups: bool = True,
     ) -> None:
         if not isinstance(prestart, int) or isinstance(prestart, bool) or prestart < 0:
             raise ConfigError(f"prestart must be an int >= 0 (0 = off), got {prestart!r}")
@@ -108,6 +115,9 @@ class BwrapBackend(SandboxBackend):
         self._static: list[str] | None = None
         self.prestart_limits = prestart_limits or Limits()
         self._pool: PrestartPool | None = None
+        self.cgroups = _cgroup.support(self.run_as) if cgroups else None
+        if self.cgroups is not None and not self.cgroups.ok:
+            warn_degraded(self.cgroups.reason)
         if check:
             check_bwrap(self)
         if prestart:
@@ -199,12 +209,15 @@ class BwrapBackend(SandboxBackend):
         env: Mapping[str, str] | None = None,
         cpu_limit: bool = True,
         seccomp_fd: int | None = None,
+        block_fd: int | None = None,
     ) -> list[str]:
         """A bwrap command line that runs ``command`` under ``limits`` (set by ``prlimit``
         inside the sandbox). :meth:`execute` does not use it: its spawner applies the
         limits itself, without that extra exec."""
         argv, _ = self._options(limits, file_fds=file_fds, info_fd=info_fd, env=env,
                                 seccomp_fd=seccomp_fd)
+        if block_fd is not None:
+            argv += ["--block-fd", str(block_fd)]
         return [*argv, "--", *prlimit_argv(limits, cpu=cpu_limit), *command]
 
     def execute(
@@ -226,7 +239,8 @@ class BwrapBackend(SandboxBackend):
                 if result is not None:
                     return result
         start = time.monotonic()
-        file_fds = {name: _memfd(name, body) for name, body in contents.items()}
+        group = self._new_cgroup(limits)
+        file_fds = {name: memfd(name, body) for name, body in contents.items()}
         filter_fd = seccomp.filter_fd()
         options, fd_args = self._options(limits, file_fds=file_fds, env=env,
                                          seccomp_fd=filter_fd)
@@ -237,10 +251,13 @@ class BwrapBackend(SandboxBackend):
             started = self._spawner.start(
                 [*options, "--", *command], insert_at=len(options), fd_args=fd_args,
                 file_fds=[filter_fd, *file_fds.values()], env=_BWRAP_ENV,
-                rlimits=rlimit_values(limits), stdio=(in_r, out_w, err_w))
+                rlimits=rlimit_values(limits), stdio=(in_r, out_w, err_w),
+                cgroups=group.procs if group else ())
         except SandboxError:
             for fd in (in_w, out_r, err_r):
                 os.close(fd)
+            if group is not None:
+                group.remove()
             raise
         finally:
             for fd in (in_r, out_w, err_w, filter_fd, *file_fds.values()):
@@ -263,6 +280,9 @@ class BwrapBackend(SandboxBackend):
             if not started.finished:
                 started.kill()
                 started.sock.close()
+            oom = group is not None and group.oom_killed()
+            if group is not None:
+                group.remove()
         # bwrap reports whether it exec'd the program; if not, its own message says why.
         if not program_ran and not raw.timed_out and not raw.output_exceeded:
             message = raw.stderr.decode("utf-8", errors="replace").strip()
@@ -271,10 +291,11 @@ class BwrapBackend(SandboxBackend):
             # A command that does not exist is the caller's error, reported like a shell.
             raw.returncode = 127
         code = None if raw.returncode is None else signal_exit_code(raw.returncode)
-        return to_result(raw, code, limits)
+        return to_result(raw, code, limits, oom=oom)
 
     def _prestart_one(self) -> Prestarted:
         """Start one sandbox whose stub waits for a request (run by the pool's thread)."""
+        group = self._new_cgroup(self.prestart_limits)
         filter_fd = seccomp.filter_fd()
         options, fd_args = self._options(self.prestart_limits, seccomp_fd=filter_fd)
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -286,8 +307,11 @@ class BwrapBackend(SandboxBackend):
                 fd_args=[*fd_args, len(options) + len(command)],
                 file_fds=[filter_fd, there.fileno()],
                 env=_BWRAP_ENV, rlimits=rlimit_values(self.prestart_limits, cpu=False),
-                stdio=(pipes[0][0], pipes[1][1], pipes[2][1]))
+                stdio=(pipes[0][0], pipes[1][1], pipes[2][1]),
+                cgroups=group.procs if group else ())
         except SandboxError:
+            if group is not None:
+                group.remove()
             here.close()
             for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
                 os.close(fd)
@@ -296,7 +320,7 @@ class BwrapBackend(SandboxBackend):
             there.close()
             for fd in (pipes[0][0], pipes[1][1], pipes[2][1], filter_fd):
                 os.close(fd)
-        item = Prestarted(started, pipes[0][1], pipes[1][0], pipes[2][0], here)
+        item = Prestarted(started, pipes[0][1], pipes[1][0], pipes[2][0], here, group)
         here.settimeout(_START_TIMEOUT)
         try:
             ready = here.recv(1)
@@ -321,6 +345,12 @@ class BwrapBackend(SandboxBackend):
             return code, max(0.0, cpu - (stub_cpu or 0.0))
 
         try:
+            if item.cgroup is not None:  # the request's limits may be lower than the pool's
+                try:
+                    item.cgroup.set_limits(limits.memory, limits.processes)
+                except OSError as err:
+                    raise SandboxError(f"could not set the sandbox's cgroup limits: {err}"
+                                       ) from err
             item.send(command, {**BASE_ENV, "PWD": WORKDIR, **(env or {})}, files,
                       rlimit_values(limits))
         except SandboxError:  # it died just now, before the program: use a fresh one
@@ -335,6 +365,7 @@ class BwrapBackend(SandboxBackend):
                              wall_time=limits.wall_time, output_cap=limits.output,
                              kill=item.started.kill, reap=reap)
         finally:
+            oom = item.cgroup is not None and item.cgroup.oom_killed()
             item.discard()
             if self._pool is not None:
                 self._pool.done()
@@ -342,7 +373,16 @@ class BwrapBackend(SandboxBackend):
             raise SandboxError("the prestarted sandbox failed before the program started: "
                                + raw.stderr.decode("utf-8", errors="replace").strip())
         code = None if raw.returncode is None else signal_exit_code(raw.returncode)
-        return to_result(raw, code, limits)
+        return to_result(raw, code, limits, oom=oom)
+
+    def _new_cgroup(self, limits: Limits) -> Cgroup | None:
+        """A cgroup for one sandbox (None when cgroups are off or unavailable)."""
+        if self.cgroups is None or not self.cgroups.ok:
+            return None
+        try:
+            return _cgroup.create(self.run_as, limits.memory, limits.processes)
+        except OSError as err:
+            raise SandboxError(f"could not create the sandbox's cgroup: {err}") from err
 
     @property
     def _spawner(self) -> Spawner:
@@ -351,88 +391,9 @@ class BwrapBackend(SandboxBackend):
     def spawn(
         self, command: Sequence[str], limits: Limits, *, cpu_limit: bool = True
     ) -> subprocess.Popen[bytes]:
-        """Start ``command`` in a fresh sandbox with stdin/stdout/stderr pipes (sessions)."""
-        info_r, info_w = os.pipe()
-        filter_fd = seccomp.filter_fd()
-        try:
-            proc = _proc.spawn(
-                self.sandbox_argv(command, limits, cpu_limit=cpu_limit, info_fd=info_w,
-                                  seccomp_fd=filter_fd),
-                pass_fds=[info_w, filter_fd],
-                env=_BWRAP_ENV,
-                run_as=self.run_as,
-            )
-        except OSError as err:
-            os.close(info_r)
-            raise SandboxError(f"could not start bwrap ({self.bwrap}): {err}") from err
-        finally:
-            os.close(info_w)
-            os.close(filter_fd)
+        """Start ``command`` in a fresh sandbox with stdin/stdout/stderr pipes (sessions).
 
-        def cleanup() -> None:  # runs once bwrap itself is dead
-            try:
-                _wait_sandbox_gone(info_r)
-            finally:
-                os.close(info_r)
-
-        proc.agentrl_cleanup = cleanup  # type: ignore[attr-defined]
-        return proc
-
-
-def _memfd(name: str, body: bytes) -> int:
-    fd = os.memfd_create(os.path.basename(name) or "file", 0)
-    view = memoryview(body)
-    while view:
-        view = view[os.write(fd, view):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def _wait_sandbox_gone(info_r: int) -> None:
-    """Wait for the sandbox's pid 1 (which outlives bwrap briefly while the kernel kills the
-    rest of its pid namespace), so that nothing of the sandbox is left when we return."""
-    try:
-        info = json.loads(os.read(info_r, 4096) or b"{}")
-    except ValueError:
-        return
-    pid = info.get("child-pid") if isinstance(info, dict) else None
-    if isinstance(pid, int):
-        _proc.wait_gone(pid)
-
-
-def check_bwrap(backend: BwrapBackend) -> None:
-    """Start-up check: run ``print(1)`` in the sandbox once per (bwrap, python) pair.
-
-    Raises:
-        SandboxUnavailableError: with what is missing and how to fix it.
-    """
-    key = (backend.bwrap, backend.python)
-    with _check_lock:
-        if key not in _checked:
-            _checked[key] = _probe(backend)
-    problem = _checked[key]
-    if problem is not None:
-        raise SandboxUnavailableError(problem)
-
-
-def _probe(backend: BwrapBackend) -> str | None:
-    if not os.path.exists("/usr/bin/prlimit"):
-        return ("/usr/bin/prlimit is missing (it sets the rlimits of persistent sessions): "
-                "install the Debian package util-linux")
-    if not os.access(backend.python, os.X_OK):
-        return f"the sandbox interpreter {backend.python} does not exist or is not executable"
-    try:
-        result = backend.execute([backend.python, "-I", "-c", "print(1)"],
-                                 limits=Limits(wall_time=20.0))
-    except SandboxError as err:
-        hint = ""
-        text = str(err)
-        if "uid map" in text or "namespace" in text or "Operation not permitted" in text:
-            hint = (" -- user namespaces look disabled: enable them (sysctl "
-                    "kernel.unprivileged_userns_clone=1 / user.max_user_namespaces>0, or "
-                    "allow bwrap in AppArmor), or use the docker backend")
-        return f"bubblewrap cannot create a sandbox on this machine: {text}{hint}"
-    if result.stdout.strip() != "1":
-        info = json.dumps({"status": result.status.value, "stderr": result.stderr[-500:]})
-        return f"bubblewrap started but python inside it failed: {info}"
-    return None
+        With a cgroup, bwrap waits on ``--block-fd`` until its first process is moved in.
+        The returned process has ``agentrl_cgroup`` (or None) and ``agentrl_cleanup``.
+        """
+        return spawn_sandbox(self, command, limits, cpu_limit=cpu_limit)

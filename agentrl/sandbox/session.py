@@ -22,7 +22,7 @@ import time
 from importlib import resources
 from typing import Protocol
 
-from agentrl.errors import SandboxError
+from agentrl.errors import ConfigError, InvalidActionError, SandboxError
 from agentrl.sandbox._channel import TIMEOUT, Channel
 from agentrl.sandbox._proc import terminate
 from agentrl.sandbox.base import ExecResult, Limits, SandboxBackend, Status
@@ -105,7 +105,7 @@ class Session:
         ``limits`` overrides the per-call limits (wall time, CPU time, output) only.
         """
         if not isinstance(code, str):
-            raise TypeError(f"code must be str, got {type(code).__name__}")
+            raise InvalidActionError(f"code must be str, got {type(code).__name__}")
         call = limits or self.limits
         with self._lock:
             self.start()
@@ -181,8 +181,12 @@ class Session:
         proc = self._proc
         timed_out = reply == TIMEOUT
         code = None if proc is None or timed_out else proc.poll()
+        group = getattr(proc, "agentrl_cgroup", None)
+        oom = group is not None and group.oom_killed()
         self._kill()
-        if timed_out:
+        if oom:
+            status, why = Status.MEMORY_LIMIT, "killed: the session's memory limit was hit"
+        elif timed_out:
             status, why = Status.TIMEOUT, "killed after its time limit"
         elif code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             status, why = Status.TIMEOUT, "killed by its CPU limit"
@@ -210,7 +214,7 @@ class SessionPool:
     def __init__(self, backend: SandboxBackend, size: int = 2,
                  limits: Limits | None = None) -> None:
         if size < 0:
-            raise ValueError(f"pool size must be >= 0, got {size}")
+            raise ConfigError(f"pool size must be >= 0, got {size}")
         self.backend, self.size, self.limits = backend, size, limits or Limits()
         self._ready: queue.SimpleQueue[Session] = queue.SimpleQueue()
         self._wake = threading.Event()
