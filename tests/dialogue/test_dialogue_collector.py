@@ -106,3 +106,18 @@ def test_bad_user_spec_is_a_config_error(bad):
 
     with pytest.raises(ConfigError):
         SupportEnv(user=bad).reset(seed=0)
+
+
+def test_policy_spec_string_user_is_loaded_once(tiny_model_path):
+    from agentrl.users import _POLICIES
+
+    spec = f"hf:{tiny_model_path}"
+    a, b = SupportEnv(user=spec), SupportEnv(user=spec)
+    obs_a, info = a.reset(seed=3)
+    obs_b, _ = b.reset(seed=3)
+    assert info["user"] == "policy" and obs_a[1]["role"] == "user"
+    assert obs_a[1] == obs_b[1]  # greedy and seeded: the same opening
+    assert list(_POLICIES) == [spec] or spec in _POLICIES
+    assert a.user.policy is b.user.policy  # one model for every env of the process
+    msgs, _, term, trunc, _ = a.step("What is your email?")
+    assert term or (msgs and msgs[0]["role"] == "user")
