@@ -125,7 +125,7 @@ class Guard:
                     break
             receive = _replay(bytes(body), receive)
 
-        counters = self.manager.counters
+        counters = self.manager.metrics.counters
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":

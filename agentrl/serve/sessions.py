@@ -20,7 +20,6 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from agentrl.env import AsyncEnv
@@ -31,6 +30,8 @@ from agentrl.errors import (
     EnvNotFoundError,
     InvalidActionError,
 )
+from agentrl.serve.config import ServerConfig
+from agentrl.serve.metrics import Metrics
 from agentrl.serve.protocol import ERROR_CODES, CreateSession, ResetSession, StepSession
 
 __all__ = ["ServerConfig", "ApiError", "Reply", "Session", "SessionManager", "dumps"]
@@ -46,47 +47,6 @@ except (OSError, AttributeError):
 #: (HTTP status, JSON body bytes, extra headers)
 Reply = tuple[int, bytes, dict[str, str]]
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    2.5, 5.0, 10.0)
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Settings of one ``agentrl serve`` process."""
-
-    env_ids: tuple[str, ...]
-    """The registered env ids this server makes sessions of."""
-    host: str = "127.0.0.1"
-    """Interface to listen on."""
-    port: int = 8765
-    """TCP port (0: any free port)."""
-    max_sessions: int = 4096
-    """Most sessions open at once; a create beyond it gets 429 with Retry-After."""
-    idle_timeout_s: float = 300.0
-    """A session with no operation for this long is closed (its env too)."""
-    token: str | None = None
-    """Bearer token every request must carry (``Authorization: Bearer TOKEN``); None: open."""
-    max_body_bytes: int = 4 * 1024 * 1024
-    """Largest request body / WebSocket frame accepted (413 beyond)."""
-    allow_env_kwargs: bool = False
-    """Accept ``env_kwargs`` (constructor arguments) from clients; refused (403) if False."""
-    env_threads: int = 0
-    """Threads that run sync envs' reset/step (0: run them on the event loop, fastest for
-    pure-Python envs; use threads for envs that block, e.g. sandboxes)."""
-
-    def __post_init__(self) -> None:
-        if not self.env_ids:
-            raise ConfigError("serve: give at least one env id")
-        if self.max_sessions < 1:
-            raise ConfigError(f"max_sessions must be >= 1, got {self.max_sessions}")
-        if not self.idle_timeout_s > 0:
-            raise ConfigError(f"idle_timeout_s must be > 0, got {self.idle_timeout_s}")
-        if self.max_body_bytes < 1024:
-            raise ConfigError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
-        if self.env_threads < 0:
-            raise ConfigError(f"env_threads must be >= 0, got {self.env_threads}")
-        if self.token is not None and not self.token:
-            raise ConfigError("token must be a non-empty string or None")
 
 
 class ApiError(AgentRLError):
@@ -178,8 +138,7 @@ class SessionManager:
                           if config.env_threads else None)
         self._reaper: asyncio.Task[None] | None = None
         self.started = time.monotonic()
-        self.counters: dict[tuple[str, str], int] = {}
-        self.latency: dict[str, list[float]] = {}  # op -> [count, sum, *bucket counts]
+        self.metrics = Metrics()
         self._trimmed = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -213,18 +172,18 @@ class SessionManager:
 
     # -- helpers ------------------------------------------------------------------------
     def count(self, name: str, label: str) -> None:
-        key = (name, label)
-        self.counters[key] = self.counters.get(key, 0) + 1
+        """Add one to counter ``name`` with ``label``."""
+        self.metrics.count(name, label)
 
-    def observe(self, op: str, seconds: float) -> None:
-        row = self.latency.get(op)
-        if row is None:
-            row = self.latency[op] = [0.0] * (2 + len(_LATENCY_BUCKETS))
-        row[0] += 1
-        row[1] += seconds
-        for i, bound in enumerate(_LATENCY_BUCKETS):
-            if seconds <= bound:
-                row[2 + i] += 1
+    @property
+    def counters(self) -> dict[tuple[str, str], int]:
+        """``(counter name, label) -> count`` (see :mod:`agentrl.serve.metrics`)."""
+        return self.metrics.counters
+
+    def metrics_text(self) -> str:
+        """The Prometheus text page (``GET /metrics``)."""
+        return self.metrics.text({"agentrl_serve_sessions": len(self.sessions),
+                                  "agentrl_serve_max_sessions": self.config.max_sessions})
 
     async def _call(self, session: Session, fn: Callable[..., Any], *args: Any,
                     **kwargs: Any) -> Any:
@@ -403,7 +362,7 @@ class SessionManager:
 
         t0 = time.perf_counter()
         messages, info = await self._run_env(session, seq, call)
-        self.observe("reset", time.perf_counter() - t0)
+        self.metrics.observe("reset", time.perf_counter() - t0)
         body = {"session_id": session.id, "seq": seq, "messages": messages, "info": info}
         session.seq, session.reply = seq, (status, dumps(body), {})
         return session.reply
@@ -420,51 +379,12 @@ class SessionManager:
 
         t0 = time.perf_counter()
         messages, reward, terminated, truncated, info = await self._run_env(session, seq, call)
-        self.observe("step", time.perf_counter() - t0)
+        self.metrics.observe("step", time.perf_counter() - t0)
         body = {"session_id": session.id, "seq": seq, "messages": messages,
                 "reward": reward, "terminated": bool(terminated),
                 "truncated": bool(truncated), "info": info}
         session.seq, session.reply = seq, (200, dumps(body), {})
         return session.reply
-
-    # -- metrics --------------------------------------------------------------------------
-    def metrics_text(self) -> str:
-        """Prometheus text exposition (format 0.0.4) of the server's counters."""
-        lines = [
-            "# HELP agentrl_serve_sessions Sessions open now.",
-            "# TYPE agentrl_serve_sessions gauge",
-            f"agentrl_serve_sessions {len(self.sessions)}",
-            "# HELP agentrl_serve_max_sessions The max-sessions limit.",
-            "# TYPE agentrl_serve_max_sessions gauge",
-            f"agentrl_serve_max_sessions {self.config.max_sessions}",
-        ]
-        names = sorted({name for name, _ in self.counters})
-        labels = {"agentrl_serve_sessions_created_total": "env",
-                  "agentrl_serve_sessions_closed_total": "reason",
-                  "agentrl_serve_rejected_total": "reason",
-                  "agentrl_serve_retries_total": "op",
-                  "agentrl_serve_requests_total": "status"}
-        for name in names:
-            lines += [f"# HELP {name} Counter.", f"# TYPE {name} counter"]
-            label = labels.get(name, "label")
-            for (n, value), count in sorted(self.counters.items()):
-                if n == name:
-                    lines.append(f'{name}{{{label}="{_escape(value)}"}} {count}')
-        name = "agentrl_serve_env_seconds"
-        lines += [f"# HELP {name} Time in env reset/step per operation.",
-                  f"# TYPE {name} histogram"]
-        for op, row in sorted(self.latency.items()):
-            for bound, count in zip(_LATENCY_BUCKETS, row[2:], strict=True):
-                lines.append(f'{name}_bucket{{op="{op}",le="{bound}"}} {int(count)}')
-            lines.append(f'{name}_bucket{{op="{op}",le="+Inf"}} {int(row[0])}')
-            lines.append(f'{name}_sum{{op="{op}"}} {row[1]:.9f}')
-            lines.append(f'{name}_count{{op="{op}"}} {int(row[0])}')
-        return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
 
 def _default_make(env_id: str, **kwargs: Any) -> Any:
     from agentrl.registry import make
