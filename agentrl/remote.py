@@ -30,8 +30,10 @@ from agentrl.env import MAX_ACTION_CHARS, Message
 from agentrl.errors import (
     ConfigError,
     EpisodeEndedError,
+    RemoteEnvError,
     RemoteProtocolError,
     RemoteSessionLostError,
+    RemoteUnavailableError,
     ResetNeededError,
 )
 from agentrl.serve.client import RemoteConfig, SessionClient
@@ -172,6 +174,25 @@ class RemoteEnv(gym.Env[list[Message], str]):
         """Close the server session and the connection."""
         await self.client.aclose()
         self._state = "new"
+
+    def task_ids(self) -> list[str] | None:
+        """The served env's finite task ids (None: its tasks are generated from the seed)."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
+        try:
+            r = httpx.get(f"{self.client.base}/v1/tasks", params={"env_id": self.env_id},
+                          headers=headers, timeout=self.config.timeout_s)
+        except httpx.TransportError as exc:
+            raise RemoteUnavailableError(f"task_ids: cannot reach {self.url}: {exc}") from exc
+        try:
+            body = r.json()
+        except ValueError as exc:
+            raise RemoteProtocolError(f"task_ids: {self.url} answered non-JSON") from exc
+        if r.status_code != 200:
+            raise RemoteEnvError(f"task_ids: the server refused ({r.status_code}): {body!r:.200}")
+        ids = body.get("task_ids") if isinstance(body, dict) else None
+        return None if ids is None else list(ids)
 
     # -- gymnasium (sync) -------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
@@ -35,6 +35,7 @@ from agentrl.serve.protocol import (
     SessionReply,
     StepReply,
     StepSession,
+    TaskList,
     WsRequest,
 )
 from agentrl.serve.sessions import ApiError, Reply, ServerConfig, SessionManager
@@ -234,6 +235,10 @@ def create_app(config: ServerConfig, manager: SessionManager | None = None) -> A
     @app.get(f"{API_PREFIX}/envs", response_model=EnvList, responses=_errors(*auth))
     async def envs() -> EnvList:
         return EnvList(envs=list(config.env_ids))
+
+    @app.get(f"{API_PREFIX}/tasks", response_model=TaskList, responses=_errors(*auth, 404, 422, 500))
+    async def tasks(env_id: str = Query(min_length=1, max_length=200)) -> TaskList:
+        return TaskList(env_id=env_id, task_ids=await manager.task_ids(env_id))
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=_errors(*auth))
     async def metrics() -> PlainTextResponse:

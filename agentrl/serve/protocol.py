@@ -32,6 +32,7 @@ __all__ = [
     "ErrorBody",
     "ErrorReply",
     "EnvList",
+    "TaskList",
     "Health",
     "SessionInfo",
     "ERROR_CODES",
@@ -179,6 +180,14 @@ class EnvList(BaseModel):
     """``GET /v1/envs``."""
 
     envs: list[str]
+
+
+class TaskList(BaseModel):
+    """``GET /v1/tasks?env_id=ID``: the env's finite task ids, or null (tasks are generated
+    from the seed)."""
+
+    env_id: str
+    task_ids: list[str] | None
 
 
 class Health(BaseModel):

@@ -139,6 +139,7 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self.started = time.monotonic()
         self.metrics = Metrics()
+        self._task_ids: dict[str, list[str] | None] = {}
         self._trimmed = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -296,6 +297,23 @@ class SessionManager:
         except Exception as exc:  # env code is user code
             raise ApiError("env_failed", f"making {env_id} raised {type(exc).__name__}: "
                            f"{exc}", type_=type(exc).__name__) from exc
+
+    async def task_ids(self, env_id: str) -> list[str] | None:
+        """The env's ``task_ids()`` (asked once per env id, on a probe instance)."""
+        if env_id not in self.config.env_ids:
+            raise ApiError("unknown_env", f"env {env_id!r} is not served here")
+        if env_id not in self._task_ids:
+            env = await self._make(env_id, {})
+            try:
+                method = getattr(getattr(env, "unwrapped", env), "task_ids", None)
+                ids = method() if method is not None else None
+            except Exception as exc:  # env code is user code
+                raise ApiError("env_failed", f"{env_id}.task_ids() raised "
+                               f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                env.close()
+            self._task_ids[env_id] = None if ids is None else [str(i) for i in ids]
+        return self._task_ids[env_id]
 
     async def reset(self, sid: str, req: ResetSession) -> Reply:
         return await self._op(sid, req.seq, "reset", req)

@@ -190,3 +190,21 @@ def test_wrong_token_and_lost_session(server: BackgroundServer) -> None:
     messages, _ = env.reset(seed=0)
     assert messages and env.session_id in server.manager.sessions
     env.close()
+
+
+def test_task_ids_of_finite_envs_through_the_server() -> None:
+    from agentrl.rollout import specs_for
+    from agentrl.serve.config import ServerConfig
+
+    humaneval = "agentrl/HumanEval-v0"
+    with BackgroundServer(ServerConfig(env_ids=(CALC, humaneval), port=0)) as srv:
+        remote = RemoteEnv(srv.url, humaneval)
+        local = agentrl.make(humaneval)
+        try:
+            assert remote.task_ids() == local.unwrapped.task_ids() and len(remote.task_ids()) == 164
+        finally:
+            local.close()
+        assert [s.task_id for s in specs_for(remote, episodes=3)] == remote.task_ids()[:3]
+        assert RemoteEnv(srv.url, CALC).task_ids() is None
+        with pytest.raises(RemoteEnvError, match="404"):
+            RemoteEnv(srv.url, "agentrl/GuessNumber-v0").task_ids()
