@@ -82,6 +82,9 @@ class LoadResult:
     """Server RSS with every session open (after the play phase)."""
     rss_after_mb: float
     """Server RSS after every session closed."""
+    load_avg: float
+    """The machine's 1-minute load average at the end of the run (other processes' load
+    inflates the latencies; on a quiet 2-core machine it stays near 2)."""
     errors: list[str]
     """The first few error messages, if any."""
 
@@ -228,7 +231,7 @@ async def _load(url: str, pid: int, transport: str, sessions: int, think_ms: flo
         step_max_ms=max(step_lat, default=float("nan")) * 1e3,
         open_p50_ms=_pct(open_lat, 0.5) * 1e3, open_p99_ms=_pct(open_lat, 0.99) * 1e3,
         rss_before_mb=rss_before, rss_peak_mb=rss_peak, rss_after_mb=_rss_mb(pid),
-        errors=errors[:5],
+        load_avg=os.getloadavg()[0], errors=errors[:5],
     )
 
 
@@ -253,14 +256,15 @@ def run_load(transport: str = "ws", sessions: int = 1000, think_ms: float = 1000
 
 def format_table(rows: list[LoadResult]) -> str:
     head = ("transport", "sessions", "think ms", "held", "ok", "lost", "sess/s", "steps/s",
-            "step p50 ms", "step p99 ms", "open p99 ms", "RSS MB before/peak/after")
+            "step p50 ms", "step p99 ms", "open p99 ms", "RSS MB before/peak/after", "load")
     lines = [" | ".join(head), " | ".join("-" * len(h) for h in head)]
     for r in rows:
         lines.append(" | ".join([
             r.transport, str(r.sessions), f"{r.think_ms:g}", str(r.peak_open), str(r.episodes_ok),
             str(r.lost), f"{r.sessions_per_s:.0f}", f"{r.steps_per_s:.0f}",
             f"{r.step_p50_ms:.1f}", f"{r.step_p99_ms:.1f}", f"{r.open_p99_ms:.0f}",
-            f"{r.rss_before_mb:.0f} / {r.rss_peak_mb:.0f} / {r.rss_after_mb:.0f}"]))
+            f"{r.rss_before_mb:.0f} / {r.rss_peak_mb:.0f} / {r.rss_after_mb:.0f}",
+            f"{r.load_avg:.1f}"]))
     return "\n".join(lines)
 
 
