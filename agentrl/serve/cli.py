@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agentrl.errors import ConfigError
@@ -108,16 +109,18 @@ class BackgroundServer:
 
     >>> with BackgroundServer(ServerConfig(env_ids=("agentrl/Calculator-v0",), port=0)) as s:
     ...     env = RemoteEnv(s.url, "agentrl/Calculator-v0")
+
+    ``make_env(env_id, **kwargs)`` replaces ``agentrl.registry.make`` (tests, custom envs).
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, make_env: Callable[..., Any] | None = None) -> None:
         import uvicorn
 
         self.config = config
         self._sock = _bind(config)
         host, port = self._sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        self.manager = SessionManager(config)
+        self.manager = SessionManager(config, make_env)
         """The server's session manager (its sessions, counters)."""
         self.server = uvicorn.Server(uvicorn_config(config, self.manager))
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

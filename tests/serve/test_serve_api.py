@@ -218,3 +218,36 @@ def test_envs_health_metrics_and_openapi(server: BackgroundServer) -> None:
         schema = httpx.get(f"{server.url}/openapi.json").json()
         step = schema["paths"]["/v1/sessions/{session_id}/step"]["post"]["responses"]
         assert {"200", "401", "404", "409", "413", "422"} <= set(step)
+
+
+class _Crashy:
+    """An env whose step raises a bug (not an agentrl error): the session is closed."""
+
+    closed = 0
+
+    def reset(self, *, seed=None, options=None):
+        return [{"role": "user", "content": "hi"}], {"task_id": None, "success": None}
+
+    def step(self, action):
+        if action == "crash":
+            raise ZeroDivisionError("a bug in the env")
+        return [], 0.5, False, False, {"when": object()}  # a non-JSON info entry is dropped
+
+    def close(self):
+        _Crashy.closed += 1
+
+
+def test_env_failure_is_500_and_closes_only_that_session_threads_mode() -> None:
+    config = ServerConfig(env_ids=("test/Crashy-v0",), port=0, env_threads=2)
+    with BackgroundServer(config, make_env=lambda env_id, **kw: _Crashy()) as srv, \
+            httpx.Client(base_url=srv.url) as c:
+        a = c.post("/v1/sessions", json={"env_id": "test/Crashy-v0"}).json()["session_id"]
+        b = c.post("/v1/sessions", json={"env_id": "test/Crashy-v0"}).json()["session_id"]
+        ok = c.post(f"/v1/sessions/{a}/step", json={"seq": 1, "action": "fine"})
+        assert ok.status_code == 200 and ok.json()["info"] == {} and ok.json()["reward"] == 0.5
+        r = c.post(f"/v1/sessions/{a}/step", json={"seq": 2, "action": "crash"})
+        assert r.status_code == 500 and r.json()["error"]["code"] == "env_failed"
+        assert "ZeroDivisionError" in r.json()["error"]["message"] and _Crashy.closed == 1
+        assert c.get(f"/v1/sessions/{a}").status_code == 404
+        assert c.post(f"/v1/sessions/{b}/step", json={"seq": 1, "action": "x"}).status_code == 200
+        assert 'closed_total{reason="error"} 1' in c.get("/metrics").text
