@@ -189,7 +189,7 @@ def create(run_as: int | None, memory: int, processes: int) -> Cgroup | None:
     found = support(run_as)
     if not found.ok:
         return None
-    name = f"s{next(_counter)}"
+    name = f"s{os.getpid()}-{next(_counter)}"  # unique across forks of this process too
     dirs = tuple(os.path.join(parent, name) for parent in found.parents)
     for folder in dirs:
         os.mkdir(folder)
