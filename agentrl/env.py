@@ -174,7 +174,12 @@ class AgentEnv(gym.Env[list[Message], str], abc.ABC):
         if seed is not None:
             self._seed(seed)
         self.turn = 0
-        opts = dict(options) if options else {}
+        if not options:
+            opts: dict[str, Any] = {}
+        elif isinstance(options, Mapping):
+            opts = dict(options)
+        else:
+            raise ConfigError(f"reset options must be a dict, got {type(options).__name__}")
         task_id = opts.get("task_id")
         if task_id is not None:
             self._check_task_id(task_id)
@@ -385,10 +390,12 @@ class ToolEnv(AgentEnv):
         cls = type(self)
         if cls.grade is ToolEnv.grade and cls.grade_episode is ToolEnv.grade_episode:
             raise EnvDefinitionError(f"{cls.__name__} must implement grade() or grade_episode()")
-        if max_turns < 1:
-            raise ConfigError(f"max_turns must be >= 1, got {max_turns}")
-        if max_calls_per_turn < 1:
-            raise ConfigError(f"max_calls_per_turn must be >= 1, got {max_calls_per_turn}")
+        if not _is_int(max_turns) or max_turns < 1:
+            raise ConfigError(f"max_turns must be an int >= 1, got {max_turns!r}")
+        if not _is_int(max_calls_per_turn) or max_calls_per_turn < 1:
+            raise ConfigError(f"max_calls_per_turn must be an int >= 1, got {max_calls_per_turn!r}")
+        if isinstance(success_threshold, bool) or not isinstance(success_threshold, int | float):
+            raise ConfigError(f"success_threshold must be a number, got {success_threshold!r}")
         for t in tools:
             if not isinstance(t, Tool):
                 raise ConfigError(f"tools must be Tool objects (use @tool), got {type(t).__name__}")
@@ -582,6 +589,11 @@ class ToolEnv(AgentEnv):
     def close(self) -> None:
         self.on_episode_end()
         super().close()
+
+
+def _is_int(value: Any) -> bool:
+    """An int that is not a bool (config checks)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentrl.errors import ToolFormatError
+from agentrl.errors import InvalidActionError, ToolFormatError
 from agentrl.spaces import tool_call_problem
 
 __all__ = [
@@ -81,6 +81,13 @@ class ParseResult:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+def _not_text(value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidActionError(
+            f"a parser reads the assistant's text (a str), got {type(value).__name__}"
+        )
 
 
 def _snip(text: str, limit: int = 80) -> str:
@@ -166,6 +173,8 @@ class HermesParser(ToolCallParser):
     _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 
     def parse(self, text: str) -> ParseResult:
+        if type(text) is not str:
+            _not_text(text)
         start = text.find("<tool_call>")
         if start < 0:  # fast path: a plain message (no block can match)
             return ParseResult(content=text.strip())
@@ -240,6 +249,8 @@ class JSONParser(ToolCallParser):
     name = "json"
 
     def parse(self, text: str) -> ParseResult:
+        if type(text) is not str:
+            _not_text(text)
         body = _unfence(text)
         if not body.startswith(("{", "[")):
             return ParseResult(content=text.strip())
@@ -280,6 +291,8 @@ class PythonicParser(ToolCallParser):
     name = "pythonic"
 
     def parse(self, text: str) -> ParseResult:
+        if type(text) is not str:
+            _not_text(text)
         body = _unfence(text)
         if not (body.startswith("[") and body.endswith("]")) or "(" not in body:
             return ParseResult(content=text.strip())

@@ -18,7 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from agentrl.errors import ConfigError, EnvNotFoundError
+from agentrl.errors import AgentRLError, ConfigError, EnvNotFoundError
 
 __all__ = ["EnvInfo", "register_env", "list_envs", "make", "suggest_ids"]
 
@@ -114,7 +114,13 @@ def make(env_id: str, *, remote: str | None = None, **kwargs: Any) -> gym.Env:
     With ``remote="http://HOST:PORT"``, the env runs on that ``agentrl serve`` server and a
     :class:`~agentrl.remote.RemoteEnv` is returned (``kwargs``: its settings such as
     ``token``, and the env's constructor arguments).
+
+    Raises:
+        EnvNotFoundError: no such id. ConfigError: ``env_id`` is not a string, or the env
+            does not take the given arguments (or refuses their values).
     """
+    if not isinstance(env_id, str):
+        raise ConfigError(f"an env id is a string such as 'agentrl/Calculator-v0', got {env_id!r}")
     if remote is not None:
         return gym.make("agentrl/Remote-v0", url=remote, env_id=env_id, **kwargs)
     if env_id not in gym.registry and ":" not in env_id:
@@ -123,4 +129,17 @@ def make(env_id: str, *, remote: str | None = None, **kwargs: Any) -> gym.Env:
         raise EnvNotFoundError(
             f"no environment registered as {env_id!r}.{hint} Run `agentrl envs` to list them."
         )
-    return gym.make(env_id, **kwargs)
+    try:
+        return gym.make(env_id, **kwargs)
+    except TypeError as exc:
+        # Arguments the env's constructor does not take are the caller's mistake.
+        if isinstance(exc, AgentRLError) or not _SIGNATURE_ERROR.search(str(exc)):
+            raise
+        raise ConfigError(f"{env_id}: {exc}") from exc
+
+
+# What Python says when a call does not fit the signature.
+_SIGNATURE_ERROR = re.compile(
+    r"unexpected keyword argument|missing \d+ required|takes \d+ positional|"
+    r"got multiple values for argument|takes no arguments"
+)

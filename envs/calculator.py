@@ -95,9 +95,10 @@ class CalculatorEnv(ToolEnv):
         self.difficulty = difficulty
 
     def sample_task(self, rng: np.random.Generator, options: dict[str, Any]) -> Task:
-        level = int(options.get("difficulty", self.difficulty))
+        level = options.get("difficulty", self.difficulty)
         if level not in (1, 2, 3):
-            raise ConfigError(f"difficulty must be 1, 2 or 3, got {level}")
+            raise ConfigError(f"difficulty must be 1, 2 or 3, got {level!r}")
+        level = int(level)
         text, expression, value = _problem(rng, level)
         return Task(text, value, f"calc-{level}-{expression}",
                     {"expression": expression, "difficulty": level})

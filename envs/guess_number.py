@@ -27,6 +27,9 @@ class GuessNumberEnv(AgentEnv):
 
     def __init__(self, low: int = 1, high: int = 100, max_turns: int = 10, render_mode: str | None = None):
         super().__init__(render_mode=render_mode)
+        for name, value in (("low", low), ("high", high), ("max_turns", max_turns)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an int, got {value!r}")
         if high <= low:
             raise ConfigError(f"high ({high}) must be greater than low ({low})")
         if max_turns < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from agentrl.errors import ConfigError
@@ -27,9 +28,11 @@ def load_policy(spec: str, **kw: Any) -> Policy:
             :class:`HFConfig` (e.g. ``kv_cache_gib=1``, ``max_concurrency=8``).
 
     Raises:
-        ConfigError: unknown scheme or empty target.
+        ConfigError: unknown scheme, empty target, or a setting the backend does not have.
         PolicyNotFoundError: PATH does not exist.
     """
+    if not isinstance(spec, str):
+        raise ConfigError(f"a policy spec is a string such as 'hf:tiny', got {type(spec).__name__}")
     scheme, sep, target = spec.partition(":")
     if not sep or scheme not in SCHEMES:
         valid = "\n  ".join(SCHEMES.values())
@@ -39,14 +42,16 @@ def load_policy(spec: str, **kw: Any) -> Policy:
             f"policy spec {spec!r} has nothing after '{scheme}:'; expected {SCHEMES[scheme]}"
         )
     if scheme == "vllm":
-        from agentrl.policy.vllm_engine import VLLMPolicy
+        from agentrl.policy.vllm_engine import VLLMConfig, VLLMPolicy
 
+        _check_settings(spec, VLLMConfig, kw)
         return VLLMPolicy(target, **kw)
     if scheme == "hf":
-        from agentrl.policy.hf import HFPolicy
+        from agentrl.policy.hf import HFConfig, HFPolicy
 
+        _check_settings(spec, HFConfig, kw)
         return HFPolicy(target, **kw)
-    from agentrl.policy.openai_http import OpenAIPolicy
+    from agentrl.policy.openai_http import OpenAIConfig, OpenAIPolicy
 
     url, _, model = target.partition("#")
     if model:
@@ -55,4 +60,15 @@ def load_policy(spec: str, **kw: Any) -> Policy:
                 f"model given twice: in the spec ({model!r}) and as model={kw['model']!r}"
             )
         kw["model"] = model
+    _check_settings(spec, OpenAIConfig, kw)
     return OpenAIPolicy(url, **kw)
+
+def _check_settings(spec: str, config: type, kw: dict[str, Any]) -> None:
+    """Refuse settings the backend's config does not have (ConfigError, not TypeError)."""
+    names = [f.name for f in dataclasses.fields(config)]
+    unknown = sorted(set(kw) - set(names) - {"config"})  # config=: a whole config object
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)} for policy {spec!r}; "
+            f"{config.__name__} takes: {', '.join(names)}"
+        )

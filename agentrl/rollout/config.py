@@ -53,6 +53,15 @@ class RolloutConfig:
             raise ConfigError(f"env_kwargs must be a dict, got {type(self.env_kwargs).__name__}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"seed must be an int or None, got {self.seed!r}")
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"RolloutConfig.{name} must be a number, got {value!r}")
+        if isinstance(self.stop, str) or not isinstance(self.stop, tuple | list):
+            raise ConfigError(
+                f"RolloutConfig.stop must be a tuple of strings, got {self.stop!r} "
+                "(a single string: stop=('</answer>',))"
+            )
         self.sampling(0)  # validates temperature, top_p and stop with SamplingParams' checks
 
     def sampling(self, episode: int, turn: int = 0, max_tokens: int | None = None) -> SamplingParams:

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from agentrl.errors import SandboxError, SandboxUnavailableError
+from agentrl.errors import ConfigError, SandboxError, SandboxUnavailableError
 from agentrl.sandbox import _proc
 from agentrl.sandbox._common import BASE_ENV, check_files, prlimit_argv, to_result
 from agentrl.sandbox._docker_options import container_options, seccomp_profile, spawn_argv
@@ -122,7 +122,7 @@ class ContainerPool:
 
     def __init__(self, start: Any, size: int) -> None:
         if size < 1:
-            raise ValueError(f"pool size must be >= 1, got {size}")
+            raise ConfigError(f"pool size must be >= 1, got {size}")
         self._start, self.size = start, size
         self._ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
