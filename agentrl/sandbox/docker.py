@@ -26,6 +26,7 @@ host's python3 when missing (no registry is needed).
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -225,6 +226,11 @@ class DockerBackend(SandboxBackend):
             ensure_image(self.client, image)
         self._boot = resources.files("agentrl.sandbox").joinpath("_docker_boot.py").read_text()
         self.pool = ContainerPool(self._start_idle, pool_size) if pool_size else None
+        # Used containers are removed off the caller's path (see _discard).
+        self._remover = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="agentrl-docker-rm")
+        self._removing: set[concurrent.futures.Future[None]] = set()
+        self._removing_lock = threading.Lock()
 
     def execute(
         self,
@@ -269,9 +275,12 @@ class DockerBackend(SandboxBackend):
         return proc
 
     def close(self) -> None:
-        """Remove pooled containers."""
+        """Remove pooled containers; wait until used containers are removed."""
         if self.pool is not None:
             self.pool.close()
+        with self._removing_lock:
+            pending, self._removing = self._removing, set()
+        concurrent.futures.wait(pending)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -291,6 +300,7 @@ class DockerBackend(SandboxBackend):
         options["environment"] = environment
         container = self._call(lambda: self.client.containers.create(command=boot, **options))
         start = time.monotonic()
+        reported = False
         try:
             self._call(container.start)
             try:
@@ -298,20 +308,18 @@ class DockerBackend(SandboxBackend):
             except RequestException:  # the host-side deadline passed
                 self._call(container.kill)
             log = self._call(lambda: container.logs(stdout=True, stderr=False))
-            return self._outcome(log, container, start)
+            raw = parse_report(log)
+            reported = raw is not None
+            return raw or self._unreported(log, container, start)
         finally:
-            _remove(container)
+            self._discard(container, exited=reported)
 
-    def _outcome(self, log: bytes, container: Any, start: float) -> DockerOutcome:
-        """The report in ``log``; without one, a memory-limit outcome if the container's
-        cgroup OOM-killed the boot loop itself (tmpfs pages left it no room), else a
-        SandboxError."""
+    def _unreported(self, log: bytes, container: Any, start: float) -> DockerOutcome:
+        """No report came: a memory-limit outcome if the container's cgroup OOM-killed the
+        boot loop itself (tmpfs pages left it no room), else a SandboxError."""
         from docker.errors import DockerException
         from requests.exceptions import RequestException
 
-        raw = parse_report(log)
-        if raw is not None:
-            return raw
         try:
             container.reload()
             oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
@@ -337,15 +345,33 @@ class DockerBackend(SandboxBackend):
 
         worker = threading.Thread(target=run, daemon=True)
         start = time.monotonic()
+        reported = False
         try:
             worker.start()
             worker.join(limits.wall_time + _GRACE)
             if not result:
                 raise SandboxError("the pooled container did not answer in time")
             _, (stdout, _stderr) = result[0]
-            return self._outcome(stdout or b"", container, start)
+            raw = parse_report(stdout or b"")
+            reported = raw is not None
+            return raw or self._unreported(stdout or b"", container, start)
         finally:
+            self._discard(container, exited=reported)
+
+    def _discard(self, container: Any, *, exited: bool) -> None:
+        """Remove a used container: in the background once the boot loop has reported
+        (nothing of the program runs any more: the loop killed it all), else now."""
+        if not exited:
             _remove(container)
+            return
+        future = self._remover.submit(_remove, container)
+        with self._removing_lock:
+            self._removing.add(future)
+        future.add_done_callback(self._removed)
+
+    def _removed(self, future: concurrent.futures.Future[None]) -> None:
+        with self._removing_lock:
+            self._removing.discard(future)
 
     def _start_idle(self) -> Any:
         options = container_options(self.pool_limits, image=self.image, ulimits=False)

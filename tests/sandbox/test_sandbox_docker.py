@@ -180,6 +180,7 @@ def test_fresh_containers_end_to_end_with_fake_client(bwrap):
     assert loud.status is Status.OUTPUT_LIMIT and len(loud.stdout) == 100
     slow = backend.run_python("import time\ntime.sleep(30)", limits=Limits(wall_time=1))
     assert slow.status is Status.TIMEOUT
+    backend.close()  # used containers are removed in the background; close waits for it
     created = client.containers.created
     assert len(created) == 4 and all(c.removed for c in created)  # nothing left behind
 
@@ -205,10 +206,10 @@ def test_pool_bookkeeping(bwrap):
     while backend.pool.ready < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert backend.pool.ready == 2  # replaced in the background
+    backend.close()
     used = [c for c in client.containers.created if ("exec", c.id) in client.events]
     assert len(used) == 1 and used[0].removed  # one execution per container, then gone
     assert used[0].command == ["sleep", "infinity"]
-    backend.close()
     assert all(c.removed for c in client.containers.created)
     with pytest.raises(SandboxError, match="closed"):
         backend.run_python("print(1)")
