@@ -3,6 +3,7 @@
     agentrl train                                   the built-in default run
     agentrl train --config run.yaml trainer.lr=1e-5 algo.advantage=gigpo
     agentrl train --resume runs/train               continue from the last checkpoint
+    agentrl train --algo dpo --data rollouts.jsonl  offline DPO/IPO/KTO on recorded trajectories
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint (its config.yaml)")
     p.add_argument("--verbose", action="store_true", help="show vLLM's own log lines")
+    p.add_argument("--algo", choices=["dpo", "ipo", "kto"],
+                   help="offline preference training on --data (= offline.loss=ALGO)")
+    p.add_argument("--data", metavar="FILE.jsonl",
+                   help="trajectory file for offline training (= offline.data=FILE; default loss dpo)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config and exit (nothing is run)")
 
@@ -51,6 +56,12 @@ def main(args: argparse.Namespace) -> int:
 
     _quiet_vllm(args.verbose)  # before anything imports vLLM
     overrides = list(args.overrides)
+    if args.algo and not args.data and not args.resume:
+        raise ConfigError("--algo needs --data FILE.jsonl (trajectories from `agentrl rollout --out`)")
+    if args.algo:
+        overrides.append(f"offline.loss={args.algo}")
+    if args.data:
+        overrides.append(f"offline.data={args.data}")
     if args.verbose:
         overrides.append("logging.verbose=true")
     if args.resume:
@@ -60,6 +71,8 @@ def main(args: argparse.Namespace) -> int:
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir} has no config.yaml: not a run folder of `agentrl train`")
         config = load_config(run_dir / "config.yaml", [*overrides, f"logging.run_dir={run_dir}"])
+    elif args.data:  # offline: the plain defaults (or --config), never the recipe
+        config = load_config(args.config, overrides)
     elif args.config:
         from agentrl.train.recipes import is_recipe_file, run_default
 
@@ -74,7 +87,12 @@ def main(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_to_yaml(config), end="")
         return 0
-    result = train(config, resume=bool(args.resume))
+    if config.offline.data is not None:
+        from agentrl.train.offline import run_offline
+
+        result = run_offline(config, resume=bool(args.resume))
+    else:
+        result = train(config, resume=bool(args.resume))
     print(f"run folder: {result.run_dir}  (steps {result.steps}; checkpoint {result.checkpoint})")
     if result.eval_before is not None and result.eval_after is not None:
         print(f"held-out success: before {result.eval_before['success']:.3f} -> "

@@ -27,6 +27,7 @@ __all__ = [
     "LoggingConfig",
     "EvalConfig",
     "LoraSection",
+    "OfflineSection",
     "TrainConfig",
     "load_config",
     "save_config",
@@ -337,6 +338,46 @@ class LoraSection:
             raise ConfigError("lora.targets is empty; name modules (e.g. [q_proj, v_proj]) or [all-linear]")
 
 
+_OFFLINE_LOSSES = ("dpo", "ipo", "kto")
+_PAIRINGS = ("best_worst", "threshold")
+
+
+@dataclass(frozen=True)
+class OfflineSection:
+    """Offline preference training on recorded trajectories (``agentrl train --algo dpo --data F``)."""
+
+    data: str | None = None
+    """Trajectory JSONL file (``agentrl rollout --out``); set: an offline run (no sampling)."""
+    loss: str = "dpo"
+    """Preference loss: ``dpo``, ``ipo`` or ``kto`` (``agentrl.losses.preference``)."""
+    pairs: str = "best_worst"
+    """How trajectories become preferences: ``best_worst`` (per group, the highest-reward
+    episode over the lowest; all-equal groups are skipped) or ``threshold`` (per group,
+    every episode with reward >= threshold over every one below it)."""
+    threshold: float = 0.5
+    """Reward threshold of ``pairs=threshold`` (and of KTO's desirable label there)."""
+    beta: float = 0.1
+    """Strength of the implicit KL to the reference (DPO/IPO/KTO beta)."""
+    label_smoothing: float = 0.0
+    """cDPO label smoothing (DPO only), in [0, 0.5)."""
+    length_average: bool | None = None
+    """Use the mean instead of the sum of token logprobs per sequence; None: on for IPO only."""
+    pairs_per_step: int = 8
+    """Preference pairs (KTO: 2x examples) per optimizer step; the data is cycled, reshuffled
+    each pass (seeded by trainer.seed)."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in _OFFLINE_LOSSES:
+            raise ConfigError(f"offline.loss must be one of {', '.join(_OFFLINE_LOSSES)}, got {self.loss!r}")
+        if self.pairs not in _PAIRINGS:
+            raise ConfigError(f"offline.pairs must be one of {', '.join(_PAIRINGS)}, got {self.pairs!r}")
+        _positive("offline", self, "beta", "pairs_per_step")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"offline.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "dpo":
+            raise ConfigError("offline.label_smoothing applies to loss=dpo only")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; ``agentrl train --config FILE key=value ...``."""
@@ -357,6 +398,8 @@ class TrainConfig:
     """Held-out evaluation before and after."""
     lora: LoraSection = field(default_factory=LoraSection)
     """LoRA adapters (``lora.r > 0``) instead of full fine-tuning."""
+    offline: OfflineSection = field(default_factory=OfflineSection)
+    """Offline preference training (``offline.data`` set) instead of online RL."""
 
     def __post_init__(self) -> None:
         self._check_combinations()
