@@ -79,7 +79,8 @@ def vllm_server(
         "--model", str(tiny_model_path), "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--enforce-eager", "--disable-log-stats",
     ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    # Dev mode adds /pause, /collective_rpc, /resume (weight sync, tests/policy/test_vllm_server.py).
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_SERVER_DEV_MODE": "1"}
     with open(log, "wb") as out:
         # Own process group: the server spawns engine/worker processes we must end too.
         proc = subprocess.Popen(

@@ -2,8 +2,9 @@
 
 Backends: :class:`VLLMPolicy` (in-process vLLM engine), :class:`OpenAIPolicy` (any
 OpenAI-compatible server over httpx), :class:`HFPolicy` (transformers ``generate``), and
-:class:`FakePolicy` (scripted replies, for tests). :func:`load_policy` builds one from a
-``vllm:PATH`` / ``openai:URL[#model]`` / ``hf:PATH`` string. Heavy libraries (vLLM,
+:class:`FakePolicy` (scripted replies, for tests); :class:`VLLMServerPolicy` is an
+OpenAIPolicy on a vLLM server in dev mode that takes weight updates. :func:`load_policy`
+builds one from a ``vllm:PATH`` / ``openai:URL[#model]`` / ``hf:PATH`` string. Heavy libraries (vLLM,
 transformers models) are imported only when a backend is created. Capabilities only some
 backends have are Protocols (:class:`WeightSync`, :class:`TokenScorer`,
 :class:`ChatSampler`), checked with :func:`require_capability`.
@@ -23,6 +24,7 @@ from agentrl.policy.hf import HFConfig, HFPolicy
 from agentrl.policy.loader import SCHEMES, load_policy
 from agentrl.policy.openai_http import OpenAIConfig, OpenAIPolicy
 from agentrl.policy.vllm_engine import VLLMConfig, VLLMPolicy
+from agentrl.policy.vllm_server import VLLMServerConfig, VLLMServerPolicy
 
 __all__ = [
     "Generation",
@@ -39,6 +41,8 @@ __all__ = [
     "OpenAIPolicy",
     "VLLMConfig",
     "VLLMPolicy",
+    "VLLMServerConfig",
+    "VLLMServerPolicy",
     "SCHEMES",
     "load_policy",
 ]

@@ -161,7 +161,11 @@ class ChatSampler(Protocol):
 
 #: What each capability lets a caller do, and the backends that have it (error messages).
 _CAPABILITIES: dict[type, tuple[str, str]] = {
-    WeightSync: ("take weight updates", "use vllm: or hf: (or FakePolicy in tests)"),
+    WeightSync: (
+        "take weight updates",
+        "use vllm: or hf:, or openai: with weight_sync='vllm-dev' (a vLLM server in dev mode) "
+        "(or FakePolicy in tests)",
+    ),
     TokenScorer: ("score tokens (prompt_logprobs)", "use vllm: or hf:"),
     ChatSampler: ("sample from chat messages", "use openai: (an OpenAI-compatible server)"),
 }

@@ -25,7 +25,10 @@ def load_policy(spec: str, **kw: Any) -> Policy:
         spec: ``vllm:PATH``, ``openai:URL[#model]`` or ``hf:PATH``; PATH ``tiny`` is the
             built-in tiny chat model (built on first use).
         **kw: Backend settings, passed to :class:`VLLMConfig`, :class:`OpenAIConfig` or
-            :class:`HFConfig` (e.g. ``kv_cache_gib=1``, ``max_concurrency=8``).
+            :class:`HFConfig` (e.g. ``kv_cache_gib=1``, ``max_concurrency=8``). For
+            ``openai:``, ``weight_sync="vllm-dev"`` gives a :class:`VLLMServerPolicy` (a vLLM
+            server on this machine started with ``VLLM_SERVER_DEV_MODE=1``; takes weight
+            updates; settings of :class:`VLLMServerConfig`).
 
     Raises:
         ConfigError: unknown scheme, empty target, or a setting the backend does not have.
@@ -60,8 +63,17 @@ def load_policy(spec: str, **kw: Any) -> Policy:
                 f"model given twice: in the spec ({model!r}) and as model={kw['model']!r}"
             )
         kw["model"] = model
-    _check_settings(spec, OpenAIConfig, kw)
-    return OpenAIPolicy(url, **kw)
+    sync = kw.pop("weight_sync", None)
+    if sync is None:
+        _check_settings(spec, OpenAIConfig, kw)
+        return OpenAIPolicy(url, **kw)
+    if sync != "vllm-dev":
+        raise ConfigError(f"weight_sync must be None or 'vllm-dev', got {sync!r}")
+    from agentrl.policy.vllm_server import VLLMServerConfig, VLLMServerPolicy
+
+    _check_settings(spec, VLLMServerConfig, kw)
+    return VLLMServerPolicy(url, **kw)
+
 
 def _check_settings(spec: str, config: type, kw: dict[str, Any]) -> None:
     """Refuse settings the backend's config does not have (ConfigError, not TypeError)."""

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from agentrl.errors import ConfigError, PolicyError
@@ -30,13 +27,10 @@ from agentrl.policy._common import (
     resolve_model_path,
     room_for,
 )
+from agentrl.policy._weights import PROBE_TEXT, WeightFiles, default_atol
 from agentrl.policy.base import Generation, Policy, SamplingParams
 
 __all__ = ["VLLMConfig", "VLLMPolicy"]
-
-# A fixed text whose prompt logprobs are compared after a weight sync.
-_PROBE_TEXT = "Probe 17 + 25 = 42. <tool_call> The weather is fine; print(x) </tool_call>"
-
 
 @dataclass(frozen=True)
 class VLLMConfig:
@@ -101,14 +95,8 @@ class VLLMPolicy(Policy):
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self._hf_config = AutoConfig.from_pretrained(self.model_path)
-        text_config = self._hf_config.get_text_config()
-        self.vocab_size: int = int(text_config.vocab_size)
-        self._tied = bool(
-            getattr(text_config, "tie_word_embeddings", False)
-            or getattr(self._hf_config, "tie_word_embeddings", False)
-        )
-        self._sync_dir: Path | None = None
-        self._shapes: dict[str, tuple[int, ...]] | None = None
+        self.vocab_size: int = int(self._hf_config.get_text_config().vocab_size)
+        self._files = WeightFiles(self.model_path, self._hf_config)
         self._inflight = 0
         self.weight_version = 0
         self._pin: FrontendPin | None = None
@@ -302,30 +290,16 @@ class VLLMPolicy(Policy):
         return await self._run(self._update(weights, verify, atol))
 
     async def _update(self, weights: Any, verify: bool, atol: float | None) -> float | None:
-        import torch
-        from safetensors.torch import save_file
-
-        module = weights if isinstance(weights, torch.nn.Module) else None
-        state = module.state_dict() if module is not None else weights
-        if not isinstance(state, Mapping):
-            raise ConfigError(
-                f"weights must be a torch.nn.Module or a state dict, got {type(weights).__name__}"
-            )
-        tensors = self._checkpoint_tensors(state)
-        if self._sync_dir is None:
-            base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-            self._sync_dir = Path(tempfile.mkdtemp(prefix="agentrl-weights-", dir=base))
-        # safetensors refuses tensors sharing memory (tied weights): store copies.
-        save_file(
-            {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
-            str(self._sync_dir / "model.safetensors"),
-        )
+        module, tensors = self._files.split(weights)
+        folder = self._files.write(tensors)
         self._gate.clear()
         try:
             await self._idle.wait()
-            await self._engine.collective_rpc(
-                "reload_weights", kwargs={"weights_path": str(self._sync_dir)}
-            )
+            await self._engine.collective_rpc("reload_weights", kwargs={"weights_path": str(folder)})
+            # KV blocks cached under the old weights must not serve new requests (prompt
+            # logprob requests skip the prefix cache, so the check below would not see it).
+            if not await self._engine.reset_prefix_cache():
+                raise PolicyError("vLLM did not reset its prefix cache after the weight reload")
             self.weight_version += 1
         finally:
             self._gate.set()
@@ -333,80 +307,16 @@ class VLLMPolicy(Policy):
             return None
         return await self._verify(module, tensors, atol)
 
-    def _checkpoint_tensors(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        """The state dict under checkpoint names, tied ``lm_head.weight`` included."""
-        tensors = dict(state)
-        # vLLM keeps a tied lm_head as its own parameter: leaving it out silently keeps
-        # the old output layer, so always send it.
-        if (
-            self._tied
-            and "lm_head.weight" not in tensors
-            and "model.embed_tokens.weight" in tensors
-        ):
-            tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
-        shapes = self._checkpoint_shapes()
-        if shapes is not None:
-            expected = set(shapes) | ({"lm_head.weight"} if self._tied else set())
-            missing, extra = sorted(expected - tensors.keys()), sorted(tensors.keys() - expected)
-            if missing or extra:
-                raise ConfigError(
-                    f"state dict does not match the checkpoint {self.model_path}: missing "
-                    f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
-                    f"{extra[:5]}{'...' if len(extra) > 5 else ''} (pass the transformers model "
-                    "or its unwrapped state_dict())"
-                )
-            # A wrong shape would fail inside the engine's reload and leave it broken.
-            wrong = [k for k, shape in shapes.items() if tuple(tensors[k].shape) != shape]
-            if wrong:
-                k = wrong[0]
-                raise ConfigError(
-                    f"{len(wrong)} tensor(s) have the wrong shape, e.g. {k}: "
-                    f"{tuple(tensors[k].shape)} != checkpoint {shapes[k]}"
-                )
-        return tensors
-
-    def _checkpoint_shapes(self) -> dict[str, tuple[int, ...]] | None:
-        """Name -> shape of every tensor in the checkpoint folder (``None``: not a local folder)."""
-        if self._shapes is None:
-            files = sorted(Path(self.model_path).glob("*.safetensors"))
-            if not files:
-                return None
-            from safetensors import safe_open
-
-            shapes: dict[str, tuple[int, ...]] = {}
-            for f in files:
-                with safe_open(str(f), framework="pt") as handle:
-                    for name in handle.keys():
-                        shapes[name] = tuple(handle.get_slice(name).get_shape())
-            self._shapes = shapes
-        return self._shapes
-
     async def _verify(self, module: Any, tensors: Mapping[str, Any], atol: float | None) -> float:
         import torch
 
-        if module is None:
-            from transformers import AutoModelForCausalLM
-
-            module = AutoModelForCausalLM.from_config(self._hf_config, dtype=torch.float32)
-            module.load_state_dict(
-                {k: v.detach().to("cpu", torch.float32) for k, v in tensors.items()}, strict=False
-            )
-        from agentrl.models.logprobs import token_logprobs
-
-        ids = self.tokenizer.encode(_PROBE_TEXT, add_special_tokens=False)
+        ids = self.tokenizer.encode(PROBE_TEXT, add_special_tokens=False)
         engine_lp = torch.tensor(await self.prompt_logprobs(ids), dtype=torch.float64)
-        device = next(module.parameters()).device
-        with torch.no_grad():
-            ref = token_logprobs(module, torch.tensor([ids], device=device))[0, 1:]
-        diff = float((ref.double().cpu() - engine_lp).abs().max())
+        ref = self._files.reference_logprobs(module, tensors, ids)
+        diff = float((ref - engine_lp).abs().max())
         fp32 = self._engine.model_config.dtype == torch.float32
-        tol = atol if atol is not None else (1e-3 if fp32 else 5e-2)
-        if not diff <= tol:
-            raise PolicyError(
-                f"weight sync check failed: engine logprobs differ from the new weights by {diff:.3g} "
-                f"(> {tol:g}); the engine may still hold the old weights"
-            )
-        return diff
+        tol = atol if atol is not None else default_atol(fp32)
+        return self._files.check(diff, tol, "engine")
 
     # ------------------------------------------------------------------ lifecycle
     async def _shutdown(self) -> None:
@@ -429,5 +339,4 @@ class VLLMPolicy(Policy):
         if self._pin is not None:
             self._pin.unpin()
         self._loop.close()
-        if self._sync_dir is not None:
-            shutil.rmtree(self._sync_dir, ignore_errors=True)
+        self._files.cleanup()

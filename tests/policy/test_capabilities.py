@@ -59,7 +59,8 @@ def test_missing_capability_errors_name_the_backends_that_have_it(tok: Any) -> N
         require_capability(remote, WeightSync, "on-policy training")
     assert str(err.value) == (
         "policy OpenAIPolicy cannot take weight updates (needed for on-policy training); "
-        "use vllm: or hf: (or FakePolicy in tests)"
+        "use vllm: or hf:, or openai: with weight_sync='vllm-dev' (a vLLM server in dev mode) "
+        "(or FakePolicy in tests)"
     )
     assert isinstance(err.value, PolicyError)
     with pytest.raises(CapabilityError, match=r"FakePolicy cannot score tokens \(prompt_logprobs\); "

@@ -152,6 +152,19 @@ def test_weight_update_in_place(
     assert _maxdiff(reference_logprobs(prompt, g.token_ids), g.logprobs) < 1e-4
 
 
+def test_weight_update_drops_prefix_cache_of_old_weights(
+    vllm_policy: VLLMPolicy, tiny_hf_model: Any, reference_logprobs: Any, restore_weights: None
+) -> None:
+    """A prompt longer than a KV block (128 tokens on CPU) leaves cached blocks; after a sync
+    they must not be reused (before the fix: logprobs off by ~1 on the new weights)."""
+    long = vllm_policy.tokenizer.encode("The quick brown fox jumps over the lazy dog. " * 40)[:400]
+    _gen(vllm_policy, long, max_tokens=4, seed=3)  # fills the prefix cache
+    new = _perturbed(tiny_hf_model, seed=5)
+    vllm_policy.update_weights(new)
+    g = _gen(vllm_policy, long, max_tokens=8, seed=3)[0]
+    assert _maxdiff(reference_logprobs(long, g.token_ids, model=new), g.logprobs) < 1e-4
+
+
 def test_weight_update_rejects_foreign_names(
     vllm_policy: VLLMPolicy, prompt: list[int], tiny_hf_model: Any
 ) -> None:
