@@ -50,9 +50,12 @@ class Limits:
     cpu_time: float = 10.0
     """Seconds of CPU time per process (RLIMIT_CPU)."""
     memory: int = 1024 * MIB
-    """Bytes of address space per process (RLIMIT_AS)."""
+    """Bytes of address space per process (RLIMIT_AS) and, where cgroups work, of memory
+    for the whole sandbox, swap off: its processes, tmpfs and /dev/shm pages, shared
+    memory, kernel objects and socket buffers (bwrap: a cgroup per sandbox)."""
     processes: int = 64
-    """Number of processes/threads inside the sandbox (RLIMIT_NPROC, per sandbox)."""
+    """Number of processes/threads inside the sandbox (RLIMIT_NPROC per sandbox user
+    namespace, and the pids cgroup where cgroups work)."""
     file_size: int = 16 * MIB
     """Largest file a program may write, in bytes (RLIMIT_FSIZE)."""
     open_files: int = 256
@@ -60,7 +63,7 @@ class Limits:
     output: int = 1 * MIB
     """Bytes kept of stdout and of stderr each; a program writing more is stopped."""
     workdir_size: int = 64 * MIB
-    """Size of the writable work directory and /tmp (tmpfs), in bytes."""
+    """Size in bytes of each writable tmpfs: the work directory, /tmp and /dev/shm."""
 
     def __post_init__(self) -> None:
         for name in ("wall_time", "cpu_time"):
