@@ -1,4 +1,5 @@
-"""Grading on the docker backend: the reward-hacking cases and HumanEval on a subset.
+"""Grading on the docker backend: the reward-hacking cases, HumanEval on a subset, and
+hostile frames on the docker transport.
 
 Every test of ``test_sandbox_grading.py`` that takes the ``grader`` fixture is collected
 here a second time, with a grader whose two processes are containers (``spawn`` runs
@@ -12,11 +13,12 @@ import inspect
 import pytest
 
 from agentrl.envs.humaneval import load_problems
-from agentrl.sandbox import Limits
+from agentrl.sandbox import Limits, Status
 from agentrl.sandbox.grading import FunctionGrader, GradeTask
 
 from . import test_sandbox_grading as _bwrap_cases
 from .conftest import docker_backend_or_skip
+from .test_sandbox_channel import CHECK, REPRODUCER, hostile_writer
 from .test_sandbox_humaneval import BROKEN
 
 pytestmark = pytest.mark.docker
@@ -58,3 +60,21 @@ def test_humaneval_subset_canonical_pass_and_broken_fail():
     assert all(r.asserts_passed == r.asserts_total > 0 for r in good)
     assert [p["task_id"] for p, r in zip(problems, bad, strict=True) if r.reward != 0.0] == []
     assert all(r.error.startswith("AssertionError") for r in bad)
+
+
+def test_issue_reproducers_on_docker_are_statuses_not_exceptions(grader):
+    # Fault 1 of issue 9 on the docker transport: hostile frames from the solution (a
+    # deeply nested one, a huge length header) fail the grade; nothing raises.
+    for program in (REPRODUCER, hostile_writer("b'\\xff\\xff\\xff\\xff' + b'x' * 100")):
+        result = grader.grade(program, entry_point="f", test=CHECK)
+        assert result.passed is False and result.reward == 0.0
+
+
+def test_hostile_frames_in_a_docker_session_are_a_status():
+    backend = docker_backend_or_skip()
+    with backend.open_session(Limits(wall_time=5)) as session:
+        code = ("import os\ndata = b'\\x00\\x00\\x00\\x05[[[[['\nfor fd in range(3, 12):\n"
+                "    try: os.write(fd, data)\n    except OSError: pass\n")
+        result = session.run(code)
+        assert isinstance(result.status, Status) and result.status is not Status.SANDBOX_ERROR
+        assert session.run("print(1)").stdout == "1\n"  # the session recovers
