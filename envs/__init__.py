@@ -32,7 +32,7 @@ import gymnasium as _gym  # noqa: E402
 if "agentrl/Remote-v0" not in _gym.registry:
     _gym.register(id="agentrl/Remote-v0", entry_point="agentrl.remote:RemoteEnv",
                   order_enforce=False, disable_env_checker=True)
-register_env("agentrl/Search-v0", "agentrl.envs.search:SearchEnv")
 register_env("agentrl/SQL-v0", "agentrl.envs.sql:SQLEnv")
+register_env("agentrl/Search-v0", "agentrl.envs.search:SearchEnv")
 register_env("agentrl/Support-v0", "agentrl.envs.support:SupportEnv")
 import agentrl.envs.tau2  # noqa: E402,F401  (registers agentrl/Tau2-<domain>-v0)
