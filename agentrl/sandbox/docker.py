@@ -30,7 +30,6 @@ import concurrent.futures
 import dataclasses
 import json
 import os
-import queue
 import secrets
 import shutil
 import subprocess
@@ -40,10 +39,11 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from agentrl.errors import ConfigError, SandboxError, SandboxUnavailableError
+from agentrl.errors import SandboxError, SandboxUnavailableError
 from agentrl.sandbox import _proc
 from agentrl.sandbox._common import BASE_ENV, check_files, prlimit_argv, to_result
 from agentrl.sandbox._docker_options import container_options, seccomp_profile, spawn_argv
+from agentrl.sandbox._docker_pool import ContainerPool, remove_container
 from agentrl.sandbox._proc import RawOutcome
 from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend, Status
 from agentrl.sandbox.docker_image import LOCAL_IMAGE, ensure_image
@@ -111,84 +111,6 @@ def parse_report(log: bytes) -> DockerOutcome | None:
         )
     except (ValueError, KeyError, TypeError, RecursionError):
         return None
-
-
-class ContainerPool:
-    """Started, idle containers ready for one execution each; refilled in the background.
-
-    Args:
-        start: callable that creates and starts one idle container.
-        size: how many to keep ready.
-    """
-
-    def __init__(self, start: Any, size: int) -> None:
-        if size < 1:
-            raise ConfigError(f"pool size must be >= 1, got {size}")
-        self._start, self.size = start, size
-        self._ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._starting = 0
-        self._closed = False
-        self.started = 0
-        for _ in range(size):
-            self._spawn_one()
-
-    @property
-    def ready(self) -> int:
-        """Containers waiting to be used."""
-        return self._ready.qsize()
-
-    def acquire(self) -> Any:
-        """A ready container (started now if none is ready); schedules a replacement."""
-        if self._closed:
-            raise SandboxError("the container pool was closed")
-        try:
-            container = self._ready.get_nowait()
-        except queue.Empty:
-            container = self._start()
-            self.started += 1
-        self._spawn_one()
-        return container
-
-    def close(self) -> None:
-        """Remove every idle container."""
-        self._closed = True
-        while True:
-            try:
-                _remove(self._ready.get_nowait())
-            except queue.Empty:
-                return
-
-    def _spawn_one(self) -> None:
-        with self._lock:
-            if self._closed or self._ready.qsize() + self._starting >= self.size:
-                return
-            self._starting += 1
-        threading.Thread(target=self._fill, daemon=True).start()
-
-    def _fill(self) -> None:
-        try:
-            container = self._start()
-        except SandboxError:
-            return
-        finally:
-            with self._lock:
-                self._starting -= 1
-        self.started += 1
-        if self._closed:
-            _remove(container)
-        else:
-            self._ready.put(container)
-
-
-def _remove(container: Any) -> None:
-    from docker.errors import DockerException
-    from requests.exceptions import RequestException
-
-    try:
-        container.remove(force=True)
-    except (DockerException, RequestException):
-        pass  # best effort: the container may already be gone
 
 
 class DockerBackend(SandboxBackend):
@@ -362,9 +284,9 @@ class DockerBackend(SandboxBackend):
         """Remove a used container: in the background once the boot loop has reported
         (nothing of the program runs any more: the loop killed it all), else now."""
         if not exited:
-            _remove(container)
+            remove_container(container)
             return
-        future = self._remover.submit(_remove, container)
+        future = self._remover.submit(remove_container, container)
         with self._removing_lock:
             self._removing.add(future)
         future.add_done_callback(self._removed)
