@@ -82,6 +82,11 @@ class LoadResult:
     """Server RSS with every session open (after the play phase)."""
     rss_after_mb: float
     """Server RSS after every session closed."""
+    server_cpu_us_per_step: float
+    """Server CPU time (user + system) per step over the play phase: independent of other
+    load; 1e6 / this is the server's step capacity per core."""
+    client_cpu_us_per_step: float
+    """This process's (all clients') CPU time per step over the play phase."""
     load_avg: float
     """The machine's 1-minute load average at the end of the run (other processes' load
     inflates the latencies; on a quiet 2-core machine it stays near 2)."""
@@ -94,6 +99,11 @@ def _pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -139,6 +149,12 @@ def _plans(n: int, seed: int) -> list[list[str]]:
     return plans
 
 
+def _closed(metrics: str) -> int:
+    """Sessions closed by their client so far (the server's counter)."""
+    found = re.search(r'agentrl_serve_sessions_closed_total\{reason="client"\} (\d+)', metrics)
+    return int(found.group(1)) if found else 0
+
+
 async def _server_json(url: str, path: str, token: str | None) -> Any:
     import httpx
 
@@ -149,9 +165,11 @@ async def _server_json(url: str, path: str, token: str | None) -> Any:
 
 
 async def _load(url: str, pid: int, transport: str, sessions: int, think_ms: float,
-                seed: int, token: str | None, open_concurrency: int) -> LoadResult:
+                seed: int, token: str | None, open_concurrency: int,
+                settle_s: float = 6.0) -> LoadResult:
     from agentrl.remote import RemoteEnv
 
+    closed_before = _closed(await _server_json(url, "/metrics", token))
     plans = _plans(sessions, seed)
     rng = random.Random(seed)
     thinks = [[rng.uniform(0, 2 * think_ms) / 1000 for _ in plan] for plan in plans]
@@ -202,9 +220,10 @@ async def _load(url: str, pid: int, transport: str, sessions: int, think_ms: flo
             return
         results[i] = (reward, terminated)
 
-    t0 = time.perf_counter()
+    t0, server_cpu0, client_cpu0 = time.perf_counter(), _cpu_s(pid), time.process_time()
     await asyncio.gather(*(play(i) for i in range(sessions)))
     play_s = time.perf_counter() - t0
+    server_cpu, client_cpu = _cpu_s(pid) - server_cpu0, time.process_time() - client_cpu0
     rss_peak = _rss_mb(pid)
 
     async def close_one(env: RemoteEnv) -> None:
@@ -215,11 +234,10 @@ async def _load(url: str, pid: int, transport: str, sessions: int, think_ms: flo
                 errors.append(f"close: {exc}")
 
     await asyncio.gather(*(close_one(e) for e in envs))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(settle_s)  # the server trims its heap again at its next reaper pass
     health = await _server_json(url, "/v1/health", token)
     metrics = await _server_json(url, "/metrics", token)
-    closed = re.search(r'agentrl_serve_sessions_closed_total\{reason="client"\} (\d+)', metrics)
-    closed_n = int(closed.group(1)) - 1 if closed else 0  # minus the warm-up session
+    closed_n = _closed(metrics) - closed_before - 1  # minus the warm-up session
     ok = sum(1 for r in results if r is not None and r == (1.0, True))
     lost = (sessions - ok) + abs(sessions - closed_n) + int(health["sessions"])
     steps = len(step_lat)
@@ -231,14 +249,18 @@ async def _load(url: str, pid: int, transport: str, sessions: int, think_ms: flo
         step_max_ms=max(step_lat, default=float("nan")) * 1e3,
         open_p50_ms=_pct(open_lat, 0.5) * 1e3, open_p99_ms=_pct(open_lat, 0.99) * 1e3,
         rss_before_mb=rss_before, rss_peak_mb=rss_peak, rss_after_mb=_rss_mb(pid),
+        server_cpu_us_per_step=server_cpu / max(steps, 1) * 1e6,
+        client_cpu_us_per_step=client_cpu / max(steps, 1) * 1e6,
         load_avg=os.getloadavg()[0], errors=errors[:5],
     )
 
 
 def run_load(transport: str = "ws", sessions: int = 1000, think_ms: float = 1000.0,
              seed: int = 0, token: str | None = "bench-token", open_concurrency: int = 128,
-             server_args: tuple[str, ...] = (), log: Path | None = None) -> LoadResult:
-    """Start a server, run the load against it, stop it."""
+             server_args: tuple[str, ...] = (), log: Path | None = None,
+             rounds: int = 1, settle_s: float = 6.0) -> list[LoadResult]:
+    """Start a server, run the load ``rounds`` times against it (new seeds each round: a
+    later round's RSS shows whether memory grows), stop it."""
     import uvloop
 
     log = log or Path(f"/tmp/agentrl-bench-serve-{os.getpid()}.log")
@@ -248,15 +270,17 @@ def run_load(transport: str = "ws", sessions: int = 1000, think_ms: float = 1000
     proc, url = start_server(extra, log)
     try:
         gc.collect()
-        return uvloop.run(_load(url, proc.pid, transport, sessions, think_ms, seed, token,
-                                open_concurrency))
+        return [uvloop.run(_load(url, proc.pid, transport, sessions, think_ms,
+                                 seed + r * sessions, token, open_concurrency, settle_s))
+                for r in range(rounds)]
     finally:
         _stop(proc)
 
 
 def format_table(rows: list[LoadResult]) -> str:
     head = ("transport", "sessions", "think ms", "held", "ok", "lost", "sess/s", "steps/s",
-            "step p50 ms", "step p99 ms", "open p99 ms", "RSS MB before/peak/after", "load")
+            "step p50 ms", "step p99 ms", "open p99 ms", "RSS MB before/peak/after",
+            "CPU µs/step server/client", "load")
     lines = [" | ".join(head), " | ".join("-" * len(h) for h in head)]
     for r in rows:
         lines.append(" | ".join([
@@ -264,6 +288,7 @@ def format_table(rows: list[LoadResult]) -> str:
             str(r.lost), f"{r.sessions_per_s:.0f}", f"{r.steps_per_s:.0f}",
             f"{r.step_p50_ms:.1f}", f"{r.step_p99_ms:.1f}", f"{r.open_p99_ms:.0f}",
             f"{r.rss_before_mb:.0f} / {r.rss_peak_mb:.0f} / {r.rss_after_mb:.0f}",
+            f"{r.server_cpu_us_per_step:.0f} / {r.client_cpu_us_per_step:.0f}",
             f"{r.load_avg:.1f}"]))
     return "\n".join(lines)
 
@@ -276,6 +301,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mean think time before each step; several values: one run each "
                    "(default 1000; 0 = closed loop, saturation)")
     p.add_argument("--seed", type=int, default=0, help="first env seed (default 0)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="load rounds against the same server (default 1; 2+: RSS growth check)")
     p.add_argument("--env-threads", type=int, default=0, help="server --env-threads (default 0)")
     p.add_argument("--json", "--out", dest="out", default="bench_serve.json",
                    help="JSON report (default bench_serve.json)")
@@ -287,9 +314,11 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for transport in args.transport:
         for think in args.think_ms:
-            rows.append(run_load(transport, args.sessions, think, args.seed,
-                                 server_args=("--env-threads", str(args.env_threads))))
-            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+            runs = run_load(transport, args.sessions, think, args.seed, rounds=args.rounds,
+                            server_args=("--env-threads", str(args.env_threads)))
+            rows += runs
+            for line in format_table(runs).splitlines()[2:]:
+                print(line, flush=True)
     print()
     print(format_table(rows))
     for r in rows:

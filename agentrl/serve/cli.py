@@ -80,6 +80,7 @@ def _bind(config: ServerConfig) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
+    sock.listen(4096)  # connections queue from now on (before uvicorn accepts them)
     sock.set_inheritable(True)
     return sock
 

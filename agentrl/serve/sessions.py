@@ -141,6 +141,7 @@ class SessionManager:
         self.metrics = Metrics()
         self._task_ids: dict[str, list[str] | None] = {}
         self._trimmed = 0.0
+        self._trim_pending = False  # a second trim is due at the reaper's next pass
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -163,6 +164,8 @@ class SessionManager:
         while True:
             await asyncio.sleep(interval)
             await self.reap()
+            if self._trim_pending:
+                self._trim()
 
     async def reap(self) -> int:
         """Close sessions idle longer than the timeout; returns how many."""
@@ -214,10 +217,13 @@ class SessionManager:
 
     def _trim(self) -> None:
         """With no session open: collect garbage and return free heap pages to the OS
-        (glibc ``malloc_trim``), so the server's RSS goes back near its baseline."""
+        (glibc ``malloc_trim``), so the server's RSS goes back near its baseline. Runs when
+        the last session closes and again at the reaper's next pass (once connections
+        are torn down too)."""
         if self.sessions or time.monotonic() - self._trimmed < 1.0:
             return
         self._trimmed = time.monotonic()
+        self._trim_pending = not self._trim_pending
         gc.collect()
         if _LIBC is not None:
             _LIBC.malloc_trim(0)
