@@ -12,7 +12,8 @@ import inspect
 
 import pytest
 
-from agentrl.envs.humaneval import load_problems
+from agentrl.checker import run_oracle_episode
+from agentrl.envs.humaneval import HumanEvalEnv, load_problems
 from agentrl.sandbox import Limits, Status
 from agentrl.sandbox.grading import FunctionGrader, GradeTask
 
@@ -78,3 +79,18 @@ def test_hostile_frames_in_a_docker_session_are_a_status():
         result = session.run(code)
         assert isinstance(result.status, Status) and result.status is not Status.SANDBOX_ERROR
         assert session.run("print(1)").stdout == "1\n"  # the session recovers
+
+
+def test_humaneval_env_on_docker():
+    # The env end to end on containers: a python-tool call in a session, then the graded
+    # answer (the oracle), and a wrong answer that earns nothing.
+    env = HumanEvalEnv(backend=docker_backend_or_skip())
+    try:
+        assert run_oracle_episode(env, 0) == (1.0, True, 2)
+        env.reset(options={"task_id": "HumanEval/0"})
+        _, reward, terminated, _, _ = env.step(
+            "<answer>\n```python\ndef has_close_elements(numbers, threshold):\n"
+            "    return True\n```\n</answer>")
+        assert (reward, terminated) == (0.0, True)
+    finally:
+        env.close()
