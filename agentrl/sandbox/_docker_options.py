@@ -19,8 +19,8 @@ from agentrl.sandbox._common import BASE_ENV, prlimit_argv
 from agentrl.sandbox._seccomp import DENIED, NAMESPACE_FLAGS
 from agentrl.sandbox.base import Limits
 
-__all__ = ["LABEL", "BOOT_CAPS", "container_options", "spawn_argv", "seccomp_profile",
-           "seccomp_file"]
+__all__ = ["LABEL", "BOOT_CAPS", "container_options", "spawn_argv", "exec_argv",
+           "seccomp_profile", "seccomp_file"]
 
 #: Label on every container this backend creates.
 LABEL = "agentrl.sandbox"
@@ -132,3 +132,12 @@ def spawn_argv(docker: str, command: Sequence[str], limits: Limits, *, image: st
     for key, value in BASE_ENV.items():
         argv += ["--env", f"{key}={value}"]
     return [*argv, image, *prlimit_argv(limits, cpu=cpu_limit, nproc=False), *command]
+
+
+def exec_argv(docker: str, container: str, command: Sequence[str], limits: Limits, *,
+              uid: int, cpu_limit: bool = True) -> list[str]:
+    """``docker exec -i`` command line that spawns ``command`` in a pooled container (made
+    with :func:`container_options`, ``ulimits=False``) as the unprivileged ``uid``: its
+    capabilities are empty, and ``prlimit`` sets this process's rlimits."""
+    return [docker, "exec", "-i", "--user", f"{uid}:{uid}", "--workdir", "/work", container,
+            *prlimit_argv(limits, cpu=cpu_limit, nproc=False), *command]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -42,7 +43,12 @@ from typing import Any
 from agentrl.errors import SandboxError, SandboxUnavailableError
 from agentrl.sandbox import _proc
 from agentrl.sandbox._common import BASE_ENV, check_files, prlimit_argv, to_result
-from agentrl.sandbox._docker_options import container_options, seccomp_profile, spawn_argv
+from agentrl.sandbox._docker_options import (
+    container_options,
+    exec_argv,
+    seccomp_profile,
+    spawn_argv,
+)
 from agentrl.sandbox._docker_pool import ContainerPool, remove_container
 from agentrl.sandbox._proc import RawOutcome
 from agentrl.sandbox.base import ExecResult, Files, Limits, SandboxBackend, Status
@@ -178,22 +184,32 @@ class DockerBackend(SandboxBackend):
 
     def spawn(self, command: Sequence[str], limits: Limits, *,
               cpu_limit: bool = True) -> subprocess.Popen[bytes]:
-        """Start ``command`` in a fresh container with stdin/stdout/stderr pipes (sessions,
-        grading). :func:`agentrl.sandbox._proc.terminate` kills and removes it."""
+        """Start ``command`` in a container of its own with stdin/stdout/stderr pipes
+        (sessions, grading): ``docker exec -i`` into a pooled container when the pool's
+        limits fit, else ``docker run -i``; either way as the unprivileged uid with no
+        capabilities. :func:`agentrl.sandbox._proc.terminate` kills and removes it."""
         docker = shutil.which("docker")
         if docker is None:
             raise SandboxUnavailableError(
                 "spawning in a container needs the docker command line client on PATH "
                 "(Debian package docker.io or docker-cli)")
-        name = f"agentrl-{secrets.token_hex(8)}"
-        argv = spawn_argv(docker, command, limits, image=self.image, name=name, uid=self.uid,
-                          cpu_limit=cpu_limit)
+        if self.pool is not None and self._fits_pool(limits):
+            container = self.pool.acquire()
+            argv = exec_argv(docker, container.id, command, limits, uid=self.uid,
+                             cpu_limit=cpu_limit)
+            cleanup = functools.partial(remove_container, container)
+        else:
+            name = f"agentrl-{secrets.token_hex(8)}"
+            argv = spawn_argv(docker, command, limits, image=self.image, name=name,
+                              uid=self.uid, cpu_limit=cpu_limit)
+            cleanup = functools.partial(self._remove_named, name)
         env = {key: os.environ[key] for key in _CLI_ENV if key in os.environ}
         try:
             proc = _proc.spawn(argv, env=env)
         except OSError as err:
+            cleanup()
             raise SandboxError(f"could not run the docker client ({docker}): {err}") from err
-        proc.agentrl_cleanup = lambda: self._remove_named(name)  # type: ignore[attr-defined]
+        proc.agentrl_cleanup = cleanup  # type: ignore[attr-defined]
         return proc
 
     def close(self) -> None:

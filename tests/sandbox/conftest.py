@@ -37,7 +37,7 @@ def docker_backend_or_skip(pooled: bool = False):
     key = "pooled" if pooled else "backend"
     if "reason" not in _docker and key not in _docker:
         try:
-            _docker[key] = DockerBackend(pool_size=2 if pooled else 0)
+            _docker[key] = DockerBackend(pool_size=4 if pooled else 0)
         except SandboxUnavailableError as err:
             _docker["reason"] = str(err)  # the error already says what is missing
     if "reason" in _docker:

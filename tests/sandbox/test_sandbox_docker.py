@@ -333,3 +333,20 @@ def test_bench_docker_rows_fresh_and_pooled():
     assert set(cases) == {"docker", "docker-pool"}
     for row in cases.values():
         assert row["n"] == 2 and row["p99_ms"] >= row["p50_ms"] > 0 and row["exec_per_s"] > 0
+
+
+@pytest.mark.docker
+def test_pooled_spawn_execs_into_a_pool_container_and_removes_it():
+    from agentrl.sandbox._proc import terminate
+
+    backend = docker_backend_or_skip(pooled=True)
+    code = ("import os\nprint(os.getuid(), os.access('/proc/1/fd', os.R_OK), flush=True)\n"
+            "input()")
+    proc = backend.spawn(["python3", "-I", "-c", code], Limits())
+    try:
+        assert proc.args[1] == "exec"  # a started pool container, not docker run
+        assert proc.stdout.readline() == b"65534 False\n"  # pid 1 (root) is out of reach
+        used = proc.args[proc.args.index("/work") + 1]
+    finally:
+        terminate(proc)
+    assert used not in {c.id for c in backend.client.containers.list(all=True)}

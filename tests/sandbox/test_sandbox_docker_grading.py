@@ -32,8 +32,8 @@ for _name, _case in vars(_bwrap_cases).items():
 
 @pytest.fixture(scope="module")
 def grader():
-    # As on bwrap: the two containers (~0.5 s to start) fit in the grading's wall time.
-    return FunctionGrader(docker_backend_or_skip(), Limits(wall_time=5))
+    # Pooled: the two processes are exec'd into started containers (docker exec -i).
+    return FunctionGrader(docker_backend_or_skip(pooled=True), Limits(wall_time=5))
 
 
 # A spread over the benchmark (every 32nd problem) plus HumanEval/162, whose solution
@@ -44,7 +44,7 @@ SUBSET = [*range(0, 164, 32), 162]
 def test_humaneval_subset_canonical_pass_and_broken_fail():
     # Calls cross docker's attach streams (~5-30 ms a round trip; HumanEval/32 makes 100
     # calls), so the grading gets more wall time than the hacking cases' 5 s.
-    grader = FunctionGrader(docker_backend_or_skip(), Limits(wall_time=30))
+    grader = FunctionGrader(docker_backend_or_skip(pooled=True), Limits(wall_time=30))
     problems = [load_problems()[i] for i in SUBSET]
 
     def task(p: dict, program: str) -> GradeTask:
@@ -63,9 +63,10 @@ def test_humaneval_subset_canonical_pass_and_broken_fail():
     assert all(r.error.startswith("AssertionError") for r in bad)
 
 
-def test_issue_reproducers_on_docker_are_statuses_not_exceptions(grader):
-    # Fault 1 of issue 9 on the docker transport: hostile frames from the solution (a
-    # deeply nested one, a huge length header) fail the grade; nothing raises.
+def test_issue_reproducers_on_docker_are_statuses_not_exceptions():
+    # Fault 1 of issue 9 on the docker transport (docker run -i, no pool): hostile frames
+    # from the solution (a deeply nested one, a huge length header) fail the grade.
+    grader = FunctionGrader(docker_backend_or_skip(), Limits(wall_time=10))
     for program in (REPRODUCER, hostile_writer("b'\\xff\\xff\\xff\\xff' + b'x' * 100")):
         result = grader.grade(program, entry_point="f", test=CHECK)
         assert result.passed is False and result.reward == 0.0
