@@ -56,6 +56,7 @@ class Cgroup:
     def __init__(self, dirs: tuple[str, ...], version: int) -> None:
         self.dirs = dirs
         self.version = version
+        self._oom_base = 0  # OOM kills counted before this sandbox (cgroups are reused)
 
     @property
     def procs(self) -> list[str]:
@@ -84,16 +85,31 @@ class Cgroup:
             with open(path, "w") as handle:
                 handle.write(str(pid))
 
-    def oom_killed(self) -> bool:
-        """Whether the kernel killed a process here for exceeding the memory limit."""
+    def _oom_kills(self) -> int:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         for line in (_read(self.dirs[0], name) or "").splitlines():
             key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
-                return True
-        return False
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed a process here for exceeding the memory limit (since
+        this cgroup was handed out)."""
+        return self._oom_kills() > self._oom_base
 
     def remove(self) -> None:
+        """Release it: kept for reuse when empty (creating and deleting a memory cgroup
+        costs the kernel far more than reusing one), else deleted."""
+        with _lock:
+            empty = all(_read(d, "cgroup.procs") == "" for d in self.dirs)
+            if empty and len(_free) < _FREE_MAX and _support and self.dirs[0].startswith(
+                    _support[0].parents[0] + "/"):
+                _free.append(self)
+                return
+        self.delete()
+
+    def delete(self) -> None:
         """Delete the directories (once every process in them is gone)."""
         for path in self.dirs:
             try:
@@ -105,6 +121,10 @@ class Cgroup:
 _support: list[Support] = []
 _lock = threading.Lock()
 _counter = itertools.count()
+_free: list[Cgroup] = []  # empty cgroups of finished sandboxes, reused by create()
+_FREE_MAX = 32
+# A forked child must not reuse the parent's free cgroups (both would hand them out).
+os.register_at_fork(after_in_child=_free.clear)
 
 
 def _read(folder: str, name: str) -> str | None:
@@ -189,6 +209,15 @@ def create(run_as: int | None, memory: int, processes: int) -> Cgroup | None:
     found = support(run_as)
     if not found.ok:
         return None
+    with _lock:
+        reused = _free.pop() if _free else None
+    if reused is not None:
+        try:
+            reused.set_limits(memory, processes)
+            reused._oom_base = reused._oom_kills()
+            return reused
+        except OSError:
+            reused.delete()
     name = f"s{os.getpid()}-{next(_counter)}"  # unique across forks of this process too
     dirs = tuple(os.path.join(parent, name) for parent in found.parents)
     for folder in dirs:
@@ -200,7 +229,7 @@ def create(run_as: int | None, memory: int, processes: int) -> Cgroup | None:
             for path in group.procs:
                 os.chown(path, run_as, run_as)
     except OSError:
-        group.remove()
+        group.delete()
         raise
     return group
 
