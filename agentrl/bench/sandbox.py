@@ -15,8 +15,9 @@ Cases (each runs ``print(1)``):
 
 Latency is measured one execution at a time, the cases interleaved (p50, p99);
 throughput runs ``--concurrency`` executions at once (a session serves one call at a
-time, so its figure is 1/mean latency). Targets (issue 3): bwrap p50 < 60 ms, session
-p50 < 5 ms, bwrap p50 within 1.5x of the subprocess baseline.
+time, so its figure is 1/mean latency). Targets: bwrap p50 < 60 ms, session p50 < 5 ms (issue 3),
+bwrap p50 within 1.3x of the subprocess baseline (issue 9; what the hardening itself
+costs is measured by ``python -m agentrl.bench.sandbox_hardening``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from agentrl.sandbox.bwrap import BwrapBackend
 
 __all__ = ["add_arguments", "main", "run_benchmark", "summarize"]
 
-TARGETS = {"bwrap_p50_ms": 60.0, "session_p50_ms": 5.0, "bwrap_over_subprocess": 1.5}
+TARGETS = {"bwrap_p50_ms": 60.0, "session_p50_ms": 5.0, "bwrap_over_subprocess": 1.3}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
