@@ -58,11 +58,20 @@ class LearnBenchConfig:
     """Warm-started checkpoint the comparisons start from (None: the default part's)."""
     overrides: tuple[str, ...] = ()
     """``key=value`` overrides for every run (``sft.*`` reach the default run's SFT)."""
+    credit_methods: tuple[str, ...] = PARTS["credit"]
+    """Methods of the credit comparison (the first is the baseline)."""
+    eval_episodes: int | None = None
+    """Held-out episodes of each comparison run (None: the default run's 200)."""
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.parts if p not in ("default", *PARTS)]
         if unknown:
             raise ConfigError(f"unknown part(s) {unknown}; choose from default, {', '.join(PARTS)}")
+        bad = [m for m in self.credit_methods if m not in METHODS]
+        if bad or not self.credit_methods:
+            raise ConfigError(f"unknown credit method(s) {bad}; known: {', '.join(METHODS)}")
+        if self.eval_episodes is not None and self.eval_episodes < 1:
+            raise ConfigError("--eval-episodes must be >= 1")
         if self.seeds < 1 or self.steps < 1:
             raise ConfigError("--seeds and --steps must be >= 1")
         if "default" not in self.parts and self.sft_checkpoint is None and any(
@@ -91,7 +100,7 @@ def _rl_config(cfg: LearnBenchConfig, method: str, seed: int, start: str) -> Any
     return load_config(overrides=[
         *METHODS[method], f"trainer.seed={seed}", f"trainer.steps={cfg.steps}",
         f"model.path={start}", f"logging.run_dir={run_dir}", "logging.progress=false",
-        *overrides,
+        *([f"eval.episodes={cfg.eval_episodes}"] if cfg.eval_episodes else []), *overrides,
     ], base=default_config())
 
 
@@ -122,7 +131,8 @@ def _spread(values: list[float]) -> dict[str, float]:
 def _compare(cfg: LearnBenchConfig, part: str, start: str, policy: Any,
              runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     rows = {}
-    for method in PARTS[part]:
+    methods = cfg.credit_methods if part == "credit" else PARTS[part]
+    for method in methods:
         per_seed = []
         for seed in range(cfg.seeds):
             key = f"{method}-s{seed}"
@@ -137,7 +147,7 @@ def _compare(cfg: LearnBenchConfig, part: str, start: str, policy: Any,
             "success_before": per_seed[0]["before"]["success"],
             "seeds": [r["after"]["success"] for r in per_seed],
         }
-    base = PARTS[part][0]
+    base = methods[0]
     for method, row in rows.items():
         diff = row["success_after"]["mean"] - rows[base]["success_after"]["mean"]
         noise = max(row["success_after"]["std"], rows[base]["success_after"]["std"])
@@ -220,7 +230,7 @@ def format_table(report: dict[str, Any]) -> str:
         rows = report.get(part)
         if not rows:
             continue
-        base = PARTS[part][0]
+        base = next(iter(rows))
         lines += [f"{part}: same warm-started start, same budget; held-out success after RL",
                   f"| method | seeds | success (mean ± std) | gain over start | turns to solve | vs {base} |",
                   "|---|---|---|---|---|---|"]
@@ -245,6 +255,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds per method (default {d.seeds})")
     parser.add_argument("--steps", type=int, default=d.steps,
                         help=f"RL steps per comparison run (default {d.steps})")
+    parser.add_argument("--credit-methods", default=",".join(d.credit_methods),
+                        help=f"methods of the credit comparison, baseline first (known: {', '.join(METHODS)})")
+    parser.add_argument("--eval-episodes", type=int, default=None,
+                        help="held-out episodes per comparison run (default: 200)")
     parser.add_argument("--sft-checkpoint", default=None,
                         help="warm-started checkpoint for the comparisons (default: the default part's)")
 
@@ -252,7 +266,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg = LearnBenchConfig(out=args.out, parts=tuple(p for p in args.parts.split(",") if p),
                            seeds=args.seeds, steps=args.steps, sft_checkpoint=args.sft_checkpoint,
-                           overrides=tuple(args.overrides))
+                           overrides=tuple(args.overrides),
+                           credit_methods=tuple(m for m in args.credit_methods.split(",") if m),
+                           eval_episodes=args.eval_episodes)
     report = run_bench(cfg)
     print(format_table(report))
     print(f"wrote {Path(cfg.out) / 'bench_learn.json'} and {Path(cfg.out) / 'bench_learn.png'}")
