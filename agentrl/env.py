@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from agentrl._records import fast_init
 from agentrl.errors import (
     ConfigError,
     EnvDefinitionError,
@@ -190,7 +191,7 @@ class AgentEnv(gym.Env[list[Message], str], abc.ABC):
         self._state = "running"
         if self.render_mode == "human":
             self.render()
-        return [_copy_message(m) for m in messages], info
+        return list(map(_copy_message, messages)), info
 
     def step(
         self, action: str | Message
@@ -206,16 +207,21 @@ class AgentEnv(gym.Env[list[Message], str], abc.ABC):
             self.turn += 1
             self.messages.append(message)
             messages, reward, terminated, truncated, info = self._step_message(message)
-        info.setdefault("turn", self.turn)
-        info.setdefault("success", None)
+        if "turn" not in info:
+            info["turn"] = self.turn
+        if "success" not in info:
+            info["success"] = None
         self.messages.extend(messages)
         if terminated or truncated:
             self._state = "ended"
         if self.render_mode == "human":
             self.render()
         return (
-            [_copy_message(m) for m in messages], float(reward), bool(terminated),
-            bool(truncated), info,
+            list(map(_copy_message, messages)),
+            reward if type(reward) is float else float(reward),
+            terminated is True or bool(terminated),
+            truncated is True or bool(truncated),
+            info,
         )
 
     @abc.abstractmethod
@@ -304,6 +310,7 @@ class AgentEnv(gym.Env[list[Message], str], abc.ABC):
         return _copy_message(action)
 
 
+@fast_init
 @dataclass(frozen=True)
 class Task:
     """One task of a :class:`ToolEnv`."""
@@ -318,6 +325,7 @@ class Task:
     """Extra data the env's grader or oracle needs."""
 
 
+@fast_init
 @dataclass(frozen=True)
 class CallRecord:
     """One tool call of an episode, as the env ran it."""
@@ -336,6 +344,7 @@ class CallRecord:
     """``unknown_tool``, ``bad_arguments``, ``tool_error`` or ``too_many_calls``; None if ok."""
 
 
+@fast_init
 @dataclass(frozen=True)
 class Episode:
     """What a grader sees of an episode at its final answer."""
@@ -507,7 +516,7 @@ class ToolEnv(AgentEnv):
     def _handle(
         self, text: str, parsed: ParseResult
     ) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
-        task = self._task()
+        task = self.task or self._task()
         errors = parsed.errors
         info: dict[str, Any] = {
             "task_id": task.id, "success": None, "parsed": not errors,

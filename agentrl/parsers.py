@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentrl._records import fast_init
 from agentrl.errors import InvalidActionError, ToolFormatError
 from agentrl.spaces import tool_call_problem
 
@@ -45,6 +46,7 @@ MAX_PARSE_CHARS = 200_000
 _MAX_NESTING = 100
 
 
+@fast_init
 @dataclass(frozen=True)
 class ToolCall:
     """One call the model asked for."""
@@ -59,6 +61,7 @@ class ToolCall:
     environment then names the call ``call_<turn>_<i>`` in its ``tool`` message)."""
 
 
+@fast_init
 @dataclass(frozen=True)
 class ParseError:
     """A part of the message that looked like a tool call but could not be decoded."""
@@ -69,6 +72,7 @@ class ParseError:
     """The offending text (shortened)."""
 
 
+@fast_init
 @dataclass(frozen=True)
 class ParseResult:
     """Everything a parser found in one assistant message."""

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
+from agentrl._records import fast_init
 from agentrl.errors import ToolDefinitionError
 
 __all__ = ["Tool", "ToolError", "ToolResult", "tool", "json_schema_for"]
@@ -44,6 +45,7 @@ class ToolError(Exception):
     """
 
 
+@fast_init
 @dataclass(frozen=True)
 class ToolResult:
     """Outcome of one tool call, as the environment reports it."""
