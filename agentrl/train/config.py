@@ -34,7 +34,7 @@ __all__ = [
     "config_to_yaml",
 ]
 
-_BACKENDS = ("vllm", "hf")
+_BACKENDS = ("vllm", "hf", "openai")
 _RATIOS = ("token", "sequence")
 _IS_MODES = ("none", "token", "sequence")
 _CRITICS = ("none", "head", "model")
@@ -79,7 +79,11 @@ class RolloutSection:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments for ``agentrl.registry.make(env, **env_kwargs)``."""
     backend: str = "vllm"
-    """Sampling policy: ``vllm`` (in-process engine) or ``hf`` (transformers generate)."""
+    """Sampling policy: ``vllm`` (in-process engine), ``hf`` (transformers generate) or
+    ``openai`` (a vLLM server on this machine started with ``VLLM_SERVER_DEV_MODE=1``, at
+    ``server_url``; weights go through /dev/shm, see docs/policy.md)."""
+    server_url: str | None = None
+    """Server root for ``backend: openai``, e.g. ``http://127.0.0.1:8000``."""
     tasks_per_step: int = 8
     """Episode specs (tasks) consumed per training step."""
     group_size: int = 8
@@ -106,6 +110,12 @@ class RolloutSection:
     """After each weight push, compare the engine's logprobs on a probe text with the learner's."""
     sync_atol: float = 1e-3
     """Largest logprob difference the sync check accepts."""
+    max_staleness: int = 1
+    """``trainer.mode=async``: batches generated ahead of the learner, and the most updates an
+    admitted episode's oldest weights may lag behind (1 = one-step-off)."""
+    stale_rule: str = "drop"
+    """``trainer.mode=async``: episodes staler than max_staleness are ``drop``ped or ``keep``t
+    (trained on with the sampler-IS correction of ``algo.is_correction``)."""
 
     def __post_init__(self) -> None:
         s = "rollout"
@@ -115,6 +125,11 @@ class RolloutSection:
             raise ConfigError(
                 f"rollout.backend must be one of {', '.join(_BACKENDS)} (backends that take weight "
                 f"updates), got {self.backend!r}"
+            )
+        if self.backend == "openai" and not self.server_url:
+            raise ConfigError(
+                "rollout.backend=openai needs rollout.server_url (a vLLM server on this machine "
+                "started with VLLM_SERVER_DEV_MODE=1, e.g. http://127.0.0.1:8000)"
             )
         _positive(s, self, "tasks_per_step", "group_size", "max_turns", "max_new_tokens",
                   "max_context", "concurrency", "kv_cache_gib", "sync_atol", "top_p")
@@ -129,6 +144,10 @@ class RolloutSection:
                 "samples give every member of a group the same answer"
             )
         _unit(s, "top_p", self.top_p, closed_low=False)
+        if isinstance(self.max_staleness, bool) or self.max_staleness < 1:
+            raise ConfigError(f"rollout.max_staleness must be >= 1 (0 = trainer.mode=sync), got {self.max_staleness}")
+        if self.stale_rule not in ("drop", "keep"):
+            raise ConfigError(f"rollout.stale_rule must be drop or keep, got {self.stale_rule!r}")
 
 
 @dataclass(frozen=True)
@@ -252,9 +271,14 @@ class OptimConfig:
     """Seed of the run: task order, sampling seeds, torch/numpy/python RNGs."""
     device: str = "cpu"
     """Torch device of the learner."""
+    mode: str = "sync"
+    """``sync``: collect, then update, each step; ``async``: the next rollout.max_staleness
+    batches generate while the learner updates (agentrl.train.async_loop)."""
 
     def __post_init__(self) -> None:
         _positive("trainer", self, "steps", "epochs", "minibatches", "micro_batch_size", "lr", "eps")
+        if self.mode not in ("sync", "async"):
+            raise ConfigError(f"trainer.mode must be sync or async, got {self.mode!r}")
         if self.critic_lr is not None and self.critic_lr <= 0:
             raise ConfigError(f"trainer.critic_lr must be > 0 or null, got {self.critic_lr}")
         if self.warmup_steps < 0 or self.weight_decay < 0:

@@ -177,6 +177,11 @@ def _make_policy(config: TrainConfig, source: str) -> Any:
     from agentrl.policy.base import WeightSync, require_capability
 
     r = config.rollout
+    if r.backend == "openai":  # a vLLM server in dev mode; train() pushes the weights first
+        policy = load_policy(f"openai:{r.server_url}", weight_sync="vllm-dev", checkpoint=source,
+                             tokenizer=source, max_concurrency=r.concurrency)
+        asyncio.run(policy.prepare())  # no dev mode: CapabilityError now, before any step
+        return policy
     kw: dict[str, Any] = {"dtype": config.model.dtype}
     if r.backend == "vllm":
         kw.update(kv_cache_gib=r.kv_cache_gib, seed=config.trainer.seed,
@@ -320,7 +325,8 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
         from agentrl.policy.base import WeightSync, require_capability
 
         require_capability(policy, WeightSync, "training")
-    if not own_policy or (config.lora.r and ckpt is not None):
+    if (not own_policy or (config.lora.r and ckpt is not None)
+            or config.rollout.backend == "openai"):  # a server holds what it started with
         policy.update_weights(sync_model, verify=config.rollout.verify_sync,
                               atol=config.rollout.sync_atol)
     engine_start_s = time.perf_counter() - t_engine
@@ -331,6 +337,7 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
     eval_path = run_dir / "eval.json"
     evals: dict[str, Any] = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
     held_out = source_specs.held_out(config.eval.episodes) if config.eval.episodes else []
+    feed = None  # trainer.mode=async: batches generated ahead (agentrl.train.async_loop)
     try:
         if held_out and "before" not in evals:
             evals["before"] = evaluate(config, policy, held_out)
@@ -340,14 +347,21 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
         log.write(f"engine start {engine_start_s:.1f} s; training steps {step + 1}..{config.trainer.steps}")
 
         # -- 3. the loop
+        if config.trainer.mode == "async":
+            from agentrl.train.async_loop import AsyncFeed
+
+            feed = AsyncFeed(config, policy, source_specs, step, cursor)
         done_here = 0
         while step < config.trainer.steps and (stop_after is None or done_here < stop_after):
             step += 1
             timer = PhaseTimer()
             specs = source_specs.take(cursor, config.rollout.tasks_per_step)
             with timer("collect"):
-                trajs = asyncio.run(_collect(config.rollout.env, policy, specs,
-                                             rollout_config(config, step)))
+                if feed is None:
+                    trajs = asyncio.run(_collect(config.rollout.env, policy, specs,
+                                                 rollout_config(config, step)))
+                else:  # generated while earlier updates ran; staleness checked
+                    trajs, feed_metrics = feed.take(step)
             append_specs(run_dir, step, cursor, specs)
             cursor += len(specs)
 
@@ -360,6 +374,8 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
                 res = compute_advantages(config.algo.advantage, batch, values=scored.values,
                                          **dict(config.algo.advantage_params))
             metrics = _rollout_metrics(trajs, batch, res.advantages)
+            if feed is not None:
+                metrics.update(feed_metrics)
             n_valid = int(batch.valid.sum())
             if n_valid:
                 gen = torch.Generator().manual_seed(config.trainer.seed * 1_000_003 + step)
@@ -377,6 +393,8 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
             else:
                 log.write(f"step {step}: every episode errored ({trajs[0].error!r:.200}); no update")
             metrics["sync/weight_version"] = float(getattr(policy, "weight_version", step))
+            if feed is not None:
+                feed.updated(step)  # the next batch may start on the new weights
             metrics.update(timer.times)
             gen_tokens = sum(t.num_model_tokens for t in trajs)
             metrics["throughput/gen_tokens_per_s"] = gen_tokens / max(timer.times["time/collect_s"], 1e-9)
@@ -405,6 +423,8 @@ def train(config: TrainConfig, *, resume: bool = False, stop_after: int | None =
             log.write(f"held-out after:  {_fmt(evals['after'])}")
         result.eval_after = evals.get("after")
     finally:
+        if feed is not None:
+            feed.close()
         log.close()
         if own_policy:
             policy.close()
