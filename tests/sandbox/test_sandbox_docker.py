@@ -231,11 +231,14 @@ def test_pool_serves_only_executions_with_its_container_limits(bwrap):
 @pytest.mark.docker
 def test_real_engine_runs_python():
     backend = docker_backend_or_skip()
-    code = ("import os\nprint(6 * 7, os.getuid(), os.getgid(), "
-            "open('/proc/self/oom_score_adj').read().strip())")
+    code = ("import os, re\nprint(6 * 7, os.getuid(), os.getgid(), "
+            "open('/proc/self/oom_score_adj').read().strip(), "
+            "re.findall(r'CapEff:\\s*(\\w+)', open('/proc/self/status').read())[0])")
     result = backend.run_python(code)
-    # Unprivileged, and the OOM killer's first choice (not the boot loop that reports).
-    assert result.status is Status.OK and result.stdout == "42 65534 65534 1000\n"
+    # Unprivileged without capabilities, and the OOM killer's first choice (not the boot
+    # loop that reports).
+    assert result.status is Status.OK
+    assert result.stdout == "42 65534 65534 1000 0000000000000000\n", result.stderr
 
 
 @pytest.mark.docker
@@ -340,12 +343,14 @@ def test_pooled_spawn_execs_into_a_pool_container_and_removes_it():
     from agentrl.sandbox._proc import terminate
 
     backend = docker_backend_or_skip(pooled=True)
-    code = ("import os\nprint(os.getuid(), os.access('/proc/1/fd', os.R_OK), flush=True)\n"
-            "input()")
+    code = ("import os, re\nprint(os.getuid(), os.access('/proc/1/fd', os.R_OK), "
+            "re.findall(r'CapEff:\\s*(\\w+)', open('/proc/self/status').read())[0], "
+            "flush=True)\ninput()")
     proc = backend.spawn(["python3", "-I", "-c", code], Limits())
     try:
         assert proc.args[1] == "exec"  # a started pool container, not docker run
-        assert proc.stdout.readline() == b"65534 False\n"  # pid 1 (root) is out of reach
+        # No capabilities, and pid 1 (root) is out of reach.
+        assert proc.stdout.readline() == b"65534 False 0000000000000000\n"
         used = proc.args[proc.args.index("/work") + 1]
     finally:
         terminate(proc)
