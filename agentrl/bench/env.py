@@ -11,7 +11,7 @@ table gives p50/p99 in µs per kind of call:
   ``answer step`` -- the final answer (extract, grade); ``step`` -- a GuessNumber guess.
 
 GEM (``gem-llm``, the optional ``bench`` extra) is measured in the same process on the
-same kind of work when it imports, interleaved with agentrl in chunks of 25 episodes so
+same kind of work when it imports, interleaved with agentrl in chunks of 5 episodes so
 that a change of machine load during the run hits both alike:
 
 * GuessNumber: GEM's own ``GuessTheNumberEnv`` (range 1..100, 10 turns, as ours), driven
@@ -120,7 +120,7 @@ def _agentrl_episodes(env_id: str, seeds: int, samples: Samples) -> Iterator[Non
         env.close()
 
 
-def _interleave(drivers: dict[str, Iterator[None]], episodes: int, chunk: int = 25) -> None:
+def _interleave(drivers: dict[str, Iterator[None]], episodes: int, chunk: int = 5) -> None:
     """Run ``episodes`` episodes of every driver, alternating in chunks, so that a change in
     machine load during the run hits every framework alike."""
     gc.collect()
