@@ -37,7 +37,7 @@ VARIANTS: dict[str, tuple[bool, bool, bool] | None] = {
 
 
 def _cpu_meter():
-    """A function returning the CPU seconds used so far by this process tree, or None."""
+    """(CPU seconds used so far by this process tree, a clean-up), or (None, no-op)."""
     name = f"agentrl-bench-{os.getpid()}"
     for root, read in (("/sys/fs/cgroup/cpuacct", lambda d: int(open(f"{d}/cpuacct.usage").read()) / 1e9),
                        ("/sys/fs/cgroup", lambda d: int(open(f"{d}/cpu.stat").read().split()[1]) / 1e6)):
@@ -47,10 +47,16 @@ def _cpu_meter():
             with open(os.path.join(folder, "cgroup.procs"), "w") as handle:
                 handle.write(str(os.getpid()))
             read(folder)
-            return lambda folder=folder, read=read: read(folder)
         except (OSError, ValueError, IndexError):
             continue
-    return None
+
+        def cleanup(root: str = root, folder: str = folder) -> None:
+            with open(os.path.join(root, "cgroup.procs"), "w") as handle:
+                handle.write(str(os.getpid()))  # back to the top, then remove ours
+            os.rmdir(folder)
+
+        return (lambda folder=folder, read=read: read(folder)), cleanup
+    return None, lambda: None
 
 
 def _allow_all_filter() -> bytes:
@@ -70,7 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=60)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    meter = _cpu_meter()
+    meter, cleanup = _cpu_meter()
+    try:
+        return _measure(args, meter)
+    finally:
+        cleanup()
+
+
+def _measure(args: argparse.Namespace, meter) -> int:
     full_filter, allow = seccomp.filter_bytes(), _allow_all_filter()
     masks = bwrap_module._PID1_MASKS
     with_cg, without_cg = bwrap_module.BwrapBackend(), bwrap_module.BwrapBackend(cgroups=False)
