@@ -51,8 +51,16 @@ def _cpu_meter():
             continue
 
         def cleanup(root: str = root, folder: str = folder) -> None:
-            with open(os.path.join(root, "cgroup.procs"), "w") as handle:
-                handle.write(str(os.getpid()))  # back to the top, then remove ours
+            # Everything still in ours (this process, the sandbox spawner) goes back to
+            # the top, then ours is removed.
+            with open(os.path.join(folder, "cgroup.procs")) as handle:
+                pids = handle.read().split()
+            for pid in pids:
+                try:
+                    with open(os.path.join(root, "cgroup.procs"), "w") as handle:
+                        handle.write(pid)
+                except OSError:
+                    pass  # it exited meanwhile
             os.rmdir(folder)
 
         return (lambda folder=folder, read=read: read(folder)), cleanup
