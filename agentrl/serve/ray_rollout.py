@@ -155,7 +155,9 @@ class RolloutWorker:
         require_capability(self.policy, WeightSync, "weight sync to Ray rollout workers")
         return await self.policy.aupdate_weights(weights, verify=verify, atol=atol)
 
-    def weight_version(self) -> int | None:
+    async def weight_version(self) -> int | None:
+        if self.policy is None:
+            await self.start()  # a replacement worker applies the last weights on start
         return getattr(self.policy, "weight_version", None)
 
     async def close(self) -> None:
@@ -203,6 +205,7 @@ class RayWorkerPool:
         self.deaths = 0
         """Workers that died so far."""
         self._weights: Any = None  # (ObjectRef, verify, atol) of the last update
+        self._updates = 0
         self._actor_cls: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -291,10 +294,21 @@ class RayWorkerPool:
             weights = {k: v.detach().cpu() for k, v in weights.state_dict().items()}
         ref = ray.put(weights)
         self._weights = (ref, verify, atol)
+        self._updates += 1
         diffs = ray.get([w.actor.update_weights.remote(ref, verify, atol)
                          for w in self.workers if w.alive])
         values = [d for d in diffs if d is not None]
         return max(values) if values else None
+
+    async def collect(self, specs: Sequence[SpecLike], config: RolloutConfig | None = None, *,
+                      progress: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
+        """:func:`ray_collect` on this pool (the trainer's ``collect`` call, on Ray)."""
+        return await ray_collect(self, specs, config, progress=progress)
+
+    @property
+    def weight_version(self) -> int:
+        """Weight updates sent to the workers so far (each worker's engine counts the same)."""
+        return self._updates
 
     def weight_versions(self) -> list[int | None]:
         """Each live worker's policy weight version."""

@@ -5,6 +5,7 @@ episodes are re-run elsewhere or recorded as failed, never dropped."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import sys
@@ -44,7 +45,10 @@ def _fake_policy(tokenizer_path: str, delay_s: float = 0.0) -> FakePolicy:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # The machine is shared: Ray's own OOM killer must not pick our workers for others' use.
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=200 * 1024 * 1024)
     yield
     ray.shutdown()
 
@@ -68,38 +72,38 @@ def test_workers_collect_like_local_and_take_weights(local_ray: None, tiny_model
         assert len(pids) == 2 and os.getpid() not in pids  # both workers, other processes
         assert pool.update_weights({"w": [1.0]}) == 0.0  # FakePolicy: nothing to differ
         assert pool.weight_versions() == [1, 1]
-        turns = asyncio.run(ray_collect(pool, range(2), CONFIG))
+        assert pool.weight_version == 1
+        turns = asyncio.run(pool.collect(range(2), CONFIG))  # the trainer's call
         assert {t.turns[0].weight_version for t in turns} == {1}
 
 
-@pytest.mark.parametrize("retries", [1, 0])
-def test_worker_killed_mid_batch(local_ray: None, tiny_model_path: Path, retries: int) -> None:
-    factory = functools.partial(_fake_policy, str(tiny_model_path), 0.5)
-    config = RayRolloutConfig(workers=2, num_cpus=1, episode_retries=retries, respawn=bool(retries))
+async def _kill_mid_batch(pool: RayWorkerPool) -> tuple[list, RayRolloutStream]:
+    async with RayRolloutStream(pool, CONFIG) as stream:
+        stream.submit(0, count=8)  # 4 in flight on each worker
+        stream.close_input()
+        await asyncio.sleep(1.0)  # mid-episode: every episode is generating its first turn
+        ray.kill(pool.workers[0].actor, no_restart=True)
+        return [t async for t in stream], stream
+
+
+def test_worker_killed_mid_batch_rerun_then_recorded_failed(local_ray: None,
+                                                            tiny_model_path: Path) -> None:
+    factory = functools.partial(_fake_policy, str(tiny_model_path), 1.5)
+    config = RayRolloutConfig(workers=2, num_cpus=1, episode_retries=1, respawn=True)
     with RayWorkerPool(CALC, factory, config, concurrency=4) as pool:
-        if retries:
-            pool.update_weights({"w": [2.0]})
-
-        async def run() -> tuple[list, RayRolloutStream]:
-            async with RayRolloutStream(pool, CONFIG) as stream:
-                stream.submit(0, count=8)  # 4 in flight on each worker
-                stream.close_input()
-                await asyncio.sleep(0.3)  # mid-episode: generating the first turn
-                victim = pool.workers[0]
-                ray.kill(victim.actor, no_restart=True)
-                return [t async for t in stream], stream
-
-        trajs, stream = asyncio.run(run())
-        assert len(trajs) == 8  # every episode accounted for
-        assert sorted(t.metadata["episode"] for t in trajs) == list(range(8))
-        assert pool.deaths == 1
+        pool.update_weights({"w": [2.0]})
+        # 1. Re-run: the dead worker's 4 in-flight episodes run again on the other one.
+        trajs, stream = asyncio.run(_kill_mid_batch(pool))
+        assert len(trajs) == 8 and sorted(t.metadata["episode"] for t in trajs) == list(range(8))
+        assert pool.deaths == 1 and stream.reruns == 4
+        assert all(t.end_reason == "terminated" for t in trajs)
+        assert len(pool.workers) == 2  # replaced, and at the current weights
+        assert pool.weight_versions() == [1, 1]
+        # 2. No retries left: the in-flight episodes are recorded as failed, never dropped.
+        pool.ray_config = dataclasses.replace(config, episode_retries=0, respawn=False)
+        trajs, stream = asyncio.run(_kill_mid_batch(pool))
+        assert len(trajs) == 8 and sorted(t.metadata["episode"] for t in trajs) == list(range(8))
         failed = [t for t in trajs if t.end_reason == "error"]
-        if retries:
-            assert not failed and stream.reruns == 4  # re-run on the surviving worker
-            assert all(t.end_reason == "terminated" for t in trajs)
-            assert len(pool.workers) == 2  # replaced, at the current weights
-            assert pool.weight_versions() == [1, 1]
-        else:
-            assert len(failed) == 4 and stream.reruns == 0
-            assert all("died during the episode" in t.error for t in failed)
-            assert all(t.end_reason == "terminated" for t in trajs if t not in failed)
+        assert pool.deaths == 2 and stream.reruns == 0 and len(failed) == 4
+        assert all("died during the episode" in t.error and t.success is False for t in failed)
+        assert all(t.end_reason == "terminated" for t in trajs if t not in failed)
