@@ -36,6 +36,7 @@ _BENCHES: dict[str, tuple[str, str]] = {
     "policy": ("agentrl.policy.bench", "policy generation throughput: concurrent calls vs one batch"),
     "env": ("agentrl.bench.env", "env reset/step overhead (µs p50/p99) per built-in env, beside GEM's"),
     "learner": ("agentrl.bench.learner", "GRPO learner step time vs TRL's GRPOTrainer on the same model and batch, loss equality"),
+    "train-async": ("agentrl.bench.train_async", "sync vs one-step-off training: wall per step, tokens/s, staleness, with tool latency"),
     "lora": ("agentrl.bench.lora", "LoRA vs full fine-tuning (step time, memory) and merged vs vLLM-adapter sync"),
     "learn": ("agentrl.bench.learn", "learning evidence: default run before/after, turn vs trajectory credit, PPO vs GRPO"),
 }
