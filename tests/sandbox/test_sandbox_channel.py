@@ -215,3 +215,14 @@ def test_forged_session_reply_cannot_claim_a_sandbox_fault(bwrap):
     with bwrap.open_session(Limits(wall_time=5)) as session:
         result = session.run(code)
         assert result.status is Status.RUNTIME_ERROR
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.binary(min_size=1, max_size=2048), st.binary(max_size=2048))
+def test_any_bytes_on_stdout_and_stderr_are_a_result(bwrap, out, err):
+    code = ("import os\n"
+            f"os.write(1, {out!r})\nos.write(2, {err!r})\n")
+    result = bwrap.run_python(code, limits=Limits(wall_time=10))
+    assert result.status is Status.OK
+    assert result.stdout == out.decode("utf-8", errors="replace")
+    assert result.stderr == err.decode("utf-8", errors="replace")
