@@ -195,8 +195,13 @@ class Tool:
     """A callable the model can invoke, with its JSON schema and argument validation.
 
     Build one with :func:`tool`. ``fn`` is called with keyword arguments only after they
-    validated against ``parameters``.
+    validated against ``parameters`` (read once, at construction: a subclass that sets
+    ``parameters`` itself without calling ``Tool.__init__`` gets the full check every time).
     """
+
+    #: Per-argument quick type tests built from ``parameters`` in ``__init__`` (None: none).
+    _accept: dict[str, Callable[[Any], bool] | None] | None = None
+    _required: tuple[str, ...] = ()
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None):
         if not callable(fn):
@@ -255,7 +260,7 @@ class Tool:
 
     def validate(self, arguments: Any) -> str | None:
         """Return a message saying what is wrong with ``arguments``, or None if they are valid."""
-        if type(arguments) is dict:
+        if type(arguments) is dict and self._accept is not None:
             for k in self._required:
                 if k not in arguments:
                     return self._full_check(arguments)

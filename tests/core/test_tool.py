@@ -142,3 +142,18 @@ def test_quick_validation_agrees_with_the_full_check():
             assert book_flight.validate(args) == book_flight._full_check(args), args
     assert book_flight.validate({"destination": "LAX"}) == "missing required argument(s): origin"
     assert book_flight.validate(["SFO"]) == "arguments must be a JSON object, got list"
+
+
+def test_a_subclass_that_skips_init_gets_the_full_check():
+    from agentrl.tool import Tool
+
+    class Raw(Tool):
+        def __init__(self) -> None:  # sets the schema itself, as an MCP tool does
+            self.name, self.description, self.fn = "raw", "d", lambda **kw: "ok"
+            self.parameters = {"type": "object", "properties": {"n": {"type": "integer"}},
+                               "required": ["n"], "additionalProperties": False}
+
+    raw = Raw()
+    assert raw.validate({}) == "missing required argument(s): n"
+    assert raw.validate({"n": "x"}).startswith("n must be of type integer")
+    assert raw.validate({"n": 3}) is None and raw.run({"n": 3}).ok
