@@ -76,10 +76,18 @@ def register_env(
     _DESCRIPTIONS[env_id] = description
 
 
+#: Registered ids that are not environments of their own: ``agentrl/Remote-v0`` is the
+#: client of an env server (it needs ``url`` and ``env_id``), so it is not listed.
+UNLISTED = frozenset({"agentrl/Remote-v0"})
+
+
 def list_envs(namespace: str | None = "agentrl") -> list[EnvInfo]:
-    """Registered envs in ``namespace`` (all agentrl-registered envs when None)."""
+    """Registered envs in ``namespace`` (all agentrl-registered envs when None); the
+    remote-env client (:data:`UNLISTED`) is not an env of its own and is left out."""
     out = []
     for env_id, spec in sorted(gym.registry.items()):
+        if env_id in UNLISTED:
+            continue
         if namespace is None and env_id not in _DESCRIPTIONS:
             continue
         if namespace is not None and spec.namespace != namespace:

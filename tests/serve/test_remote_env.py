@@ -208,3 +208,10 @@ def test_task_ids_of_finite_envs_through_the_server() -> None:
         assert RemoteEnv(srv.url, CALC).task_ids() is None
         with pytest.raises(RemoteEnvError, match="404"):
             RemoteEnv(srv.url, "agentrl/GuessNumber-v0").task_ids()
+
+
+def test_remote_client_is_registered_but_not_listed_as_an_env() -> None:
+    import gymnasium
+
+    assert "agentrl/Remote-v0" in gymnasium.registry  # gymnasium.make works
+    assert "agentrl/Remote-v0" not in [i.id for i in agentrl.list_envs()]  # not an env itself
