@@ -97,3 +97,31 @@ def test_session_memory_is_bounded_by_its_cgroup(bwrap):
                              "    open(f'/dev/shm/{i}', 'wb').write(b)\n")
         assert result.status is Status.MEMORY_LIMIT
         assert session.run("print(2)").stdout == "2\n"
+
+
+def test_cgroup_v2_layout_on_a_simulated_hierarchy(tmp_path, monkeypatch):
+    """The v2 code path (this machine's memory controller is on v1): a fake unified
+    hierarchy of plain files; checks what is written where."""
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    own = tmp_path / "system.slice" / "job"
+    own.mkdir(parents=True)
+    (own / "cgroup.subtree_control").write_text("")
+    monkeypatch.setattr(_cgroup, "_ROOT", str(tmp_path))
+    monkeypatch.setattr(_cgroup, "_own", lambda h: "/system.slice/job" if h == "" else None)
+    monkeypatch.setattr(_cgroup, "_support", [])
+    monkeypatch.setattr(_cgroup, "_free", [])
+    found = _cgroup.support(None)
+    assert found.ok and found.version == 2
+    parent = own / f"agentrl-{os.getpid()}"
+    assert found.parents == (str(parent),)
+    assert (own / "cgroup.subtree_control").read_text() == "+memory +pids"
+    assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids"
+    group = _cgroup.create(None, 100 * MIB, 7)
+    (folder,) = group.dirs
+    assert read(folder, "memory.max") == str(100 * MIB)
+    assert read(folder, "memory.swap.max") == "0" and read(folder, "pids.max") == "7"
+    assert group.procs == [os.path.join(folder, "cgroup.procs")]
+    with open(os.path.join(folder, "memory.events"), "w") as handle:
+        handle.write("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert group.oom_killed()
+    assert _cgroup.spawner_leaf(None) == str(parent / "spawner" / "cgroup.procs")
