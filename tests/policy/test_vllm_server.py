@@ -75,7 +75,8 @@ def test_capabilities_are_opt_in(policy: VLLMServerPolicy, vllm_server: Any) -> 
 def test_push_weights_then_restore(
     policy: VLLMServerPolicy, tiny_hf_model: Any, reference_logprobs: Any
 ) -> None:
-    prompt = _prompt(policy)
+    # longer than a KV block (128 tokens on CPU): the server caches its prefix
+    prompt = _prompt(policy) + policy.tokenizer.encode("The quick brown fox. " * 60)[:300]
     params = SamplingParams(max_tokens=16, seed=3)
     (before,) = asyncio.run(policy.generate(prompt, params))  # also fills the prefix cache
     assert before.weight_version == policy.weight_version == 0
@@ -87,7 +88,7 @@ def test_push_weights_then_restore(
         assert diff is not None and diff < 1e-4
         assert policy.weight_version == 1
         assert asyncio.run(policy.server_weight_version()) == "1"
-        # same prompt again: its cached KV blocks from the old weights must not be reused
+        # same prompt again: its cached KV blocks of the old weights must not be reused
         (after,) = asyncio.run(policy.generate(prompt, params))
         assert after.weight_version == 1 and after.token_ids != before.token_ids
         assert _max_diff(reference_logprobs(prompt, after.token_ids, model=new),
