@@ -101,7 +101,8 @@ def test_generation_budget_above_context():
 
 
 def test_backend_without_weight_sync():
-    _refused(["rollout.backend=openai"], "vllm, hf")
+    _refused(["rollout.backend=tgi"], "vllm, hf, openai")
+    _refused(["rollout.backend=openai"], "rollout.server_url")  # a vLLM server in dev mode
 
 
 @pytest.mark.parametrize(("overrides", "key"), [
