@@ -4,6 +4,7 @@ collector as a local env would be, retries that never apply a step twice, clear 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import threading
 
@@ -87,7 +88,13 @@ def test_collector_treats_remote_env_as_local(server: BackgroundServer, tiny_tok
     local = collect_sync(CALC, FakePolicy(tiny_tokenizer, replies), range(6), config)
     remote = collect_sync(lambda: agentrl.make(CALC, remote=server.url, token=TOKEN),
                           FakePolicy(tiny_tokenizer, replies), range(6), config)
-    assert len(remote) == 6
+    # The env id with env_kwargs {"remote": URL} (what `agentrl rollout --env-kwargs` gives).
+    by_kwargs = collect_sync(CALC, FakePolicy(tiny_tokenizer, replies), range(6),
+                             dataclasses.replace(config, env_kwargs={"remote": server.url,
+                                                                     "token": TOKEN}))
+    assert len(remote) == len(by_kwargs) == 6
+    assert [t.token_ids for t in by_kwargs] == [t.token_ids for t in local]
+    assert by_kwargs[0].env_id == local[0].env_id == CALC
     for a, b in zip(local, remote, strict=True):
         assert a.token_ids == b.token_ids and a.loss_mask == b.loss_mask
         assert [t.reward for t in a.turns] == [t.reward for t in b.turns]
