@@ -132,14 +132,15 @@ def _compare(cfg: LearnBenchConfig, part: str, start: str, policy: Any,
              runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     rows = {}
     methods = cfg.credit_methods if part == "credit" else PARTS[part]
-    for method in methods:
-        per_seed = []
-        for seed in range(cfg.seeds):
+    # seeds outermost: a bench stopped early still has every method at the same seeds
+    for seed in range(cfg.seeds):
+        for method in methods:
             key = f"{method}-s{seed}"
             if key not in runs:
                 print(f"{part}: {method}, seed {seed} ({cfg.steps} steps)", flush=True)
                 runs[key] = _one_run(_rl_config(cfg, method, seed, start), policy)
-            per_seed.append(runs[key])
+    for method in methods:
+        per_seed = [runs[f"{method}-s{seed}"] for seed in range(cfg.seeds)]
         rows[method] = {
             "success_after": _spread([r["after"]["success"] for r in per_seed]),
             "gain": _spread([r["after"]["success"] - r["before"]["success"] for r in per_seed]),
