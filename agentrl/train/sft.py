@@ -308,11 +308,17 @@ def run_sft(
     torch.manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # the lr schedule as a scheduler object, so that checkpoints hold it like the RL trainer's
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg) / cfg.lr)
     model.train()
     order: list[int] = []
     losses: list[float] = []
     t0 = time.perf_counter()
-    with open(out / "metrics.jsonl", "w", encoding="utf-8") as log:
+    from agentrl.train.metrics import MetricsLogger
+
+    (out / "metrics.jsonl").unlink(missing_ok=True)  # a new run (SFT has no resume)
+    log = MetricsLogger(out, tensorboard=False, progress=False)  # the RL trainer's format
+    try:
         for step in range(cfg.steps):
             picked = []
             for _ in range(min(cfg.rows_per_step, len(rows))):
@@ -328,19 +334,28 @@ def run_sft(
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 params, cfg.grad_clip if cfg.grad_clip else float("inf")
             )
-            lr = _lr_at(step, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            lr = sched.get_last_lr()[0]
             opt.step()
+            sched.step()
             losses.append(float(loss.detach()))
-            record = {"step": step + 1, "sft/loss": losses[-1], "sft/grad_norm": float(grad_norm),
-                      "sft/lr": lr, "sft/tokens": int(count), "time_s": time.perf_counter() - t0}
-            log.write(json.dumps(record) + "\n")
+            log.log(step + 1, {"sft/loss": losses[-1], "sft/grad_norm": float(grad_norm),
+                               "sft/lr": lr, "sft/tokens": float(count), "time_s": time.perf_counter() - t0})
             if cfg.log_every and ((step + 1) % cfg.log_every == 0 or step == 0):
                 print(f"sft step {step + 1}/{cfg.steps}  loss {losses[-1]:.4f}  lr {lr:.2e}", flush=True)
+    finally:
+        log.close()
     elapsed = time.perf_counter() - t0
     model.eval()
-    checkpoint = save_checkpoint(model, tokenizer, out / "checkpoints" / f"step_{cfg.steps}") if save else None
+    checkpoint = None
+    if save:
+        from agentrl.train.checkpoint import save_checkpoint as save_train_checkpoint
+
+        if hasattr(model, "merge_and_unload"):  # peft: save plain merged weights
+            model = model.merge_and_unload()
+        # the RL trainer's checkpoint: HF folder + optimizer, scheduler, RNG, state.json
+        checkpoint = save_train_checkpoint(
+            out, cfg.steps, model=model, tokenizer=tokenizer, optimizer=opt, scheduler=sched,
+            state={"cursor": cfg.steps * cfg.rows_per_step, "kind": "sft"}, keep=1)
     return SFTResult(checkpoint, losses, sum(sum(r.loss_mask) for r in rows), cut, elapsed)
 
 
