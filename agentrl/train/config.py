@@ -84,6 +84,12 @@ class RolloutSection:
     ``server_url``; weights go through /dev/shm, see docs/policy.md)."""
     server_url: str | None = None
     """Server root for ``backend: openai``, e.g. ``http://127.0.0.1:8000``."""
+    workers: int = 0
+    """Ray rollout workers (extra ``agentrl[ray]``): 0 collects in this process; N starts N
+    Ray actors, each with its own ``backend`` sampler (vllm or hf) and envs, all given the
+    new weights after every step. ``ray_address`` joins a cluster."""
+    ray_address: str | None = None
+    """Ray cluster address for ``workers > 0`` (None: a local Ray on this machine)."""
     tasks_per_step: int = 8
     """Episode specs (tasks) consumed per training step."""
     group_size: int = 8
@@ -130,6 +136,13 @@ class RolloutSection:
             raise ConfigError(
                 "rollout.backend=openai needs rollout.server_url (a vLLM server on this machine "
                 "started with VLLM_SERVER_DEV_MODE=1, e.g. http://127.0.0.1:8000)"
+            )
+        if self.workers < 0:
+            raise ConfigError(f"rollout.workers must be >= 0 (0: no Ray), got {self.workers}")
+        if self.workers and self.backend == "openai":
+            raise ConfigError(
+                "rollout.workers > 0 runs one sampler per Ray worker: use backend vllm or hf "
+                "(a shared server needs no workers: set rollout.workers=0)"
             )
         _positive(s, self, "tasks_per_step", "group_size", "max_turns", "max_new_tokens",
                   "max_context", "concurrency", "kv_cache_gib", "sync_atol", "top_p")

@@ -83,6 +83,8 @@ async def _collect(env_id: str, policy: Any, specs: Sequence[Any], rcfg: Any,
     """``rcfg.group_size`` episodes of each spec (streaming collector), in spec order."""
     from agentrl.rollout import collect
 
+    if hasattr(policy, "collect"):  # a Ray worker pool collects on its workers
+        return await policy.collect(list(specs), rcfg, progress=on_episode)
     return await collect(env_id, policy, list(specs), rcfg, progress=on_episode)
 
 
@@ -187,6 +189,15 @@ def _make_policy(config: TrainConfig, source: str) -> Any:
         kw.update(kv_cache_gib=r.kv_cache_gib, seed=config.trainer.seed,
                   max_model_len=r.max_context,
                   engine_kwargs={} if config.logging.verbose else {"use_tqdm_on_load": False})
+    if r.workers:  # N Ray actors, each with its own sampler and envs (agentrl.serve.ray_rollout)
+        import functools
+
+        from agentrl.serve.ray_rollout import RayRolloutConfig, RayWorkerPool
+
+        return RayWorkerPool(
+            r.env, functools.partial(load_policy, f"{r.backend}:{source}", **kw),
+            RayRolloutConfig(workers=r.workers, address=r.ray_address),
+            env_kwargs=dict(r.env_kwargs), concurrency=r.concurrency).start()
     policy = load_policy(f"{r.backend}:{source}", **kw)
     require_capability(policy, WeightSync, "training")
     return policy
