@@ -91,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tool-latency-ms", type=float, default=20.0, help="sleep per env step (default 20)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    parser.add_argument("--warmup-steps", type=int, default=2,
+                        help="unmeasured sync steps on the fresh engine first (default 2)")
+    parser.add_argument("--first", choices=["sync", "async"], default="sync",
+                        help="which run goes first on the fresh engine (default sync; swap to check order bias)")
     parser.add_argument("--out", default="runs/bench-train-async.json", help="JSON output")
 
 
@@ -104,10 +108,15 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for mode in ("sync", "async"):
+            if args.warmup_steps:  # the fresh engine's first steps are slow: not measured
+                warm = argparse.Namespace(**{**vars(args), "steps": args.warmup_steps})
+                run_mode(warm, "sync", policy, Path(tmp) / "warmup")
+            order = ("sync", "async") if args.first == "sync" else ("async", "sync")
+            for mode in order:
                 rows.append(run_mode(args, mode, policy, Path(tmp) / mode))
     finally:
         policy.close()
+    rows.sort(key=lambda r: r["mode"] != "sync")
     sync, asy = rows
     print(f"{args.steps} steps x {args.tasks} tasks x {args.group} episodes, {args.turns} turns x "
           f"<= {args.tokens} tokens, tool latency {args.tool_latency_ms:g} ms, model {args.model}")
