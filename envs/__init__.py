@@ -23,11 +23,11 @@ register_env(
     "agentrl.envs.humaneval:HumanEvalEnv",
 )
 
-import agentrl.envs.bfcl  # noqa: E402,F401  (registers agentrl/BFCL-<category>-v0)
-
 # The client of `agentrl serve` (agentrl.remote) is made bare, with no checker or order
 # wrapper, so that the collector sees its async methods (areset/astep/aclose).
 import gymnasium as _gym  # noqa: E402
+
+import agentrl.envs.bfcl  # noqa: E402,F401  (registers agentrl/BFCL-<category>-v0)
 
 if "agentrl/Remote-v0" not in _gym.registry:
     _gym.register(id="agentrl/Remote-v0", entry_point="agentrl.remote:RemoteEnv",
