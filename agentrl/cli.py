@@ -158,6 +158,23 @@ def _bench_usage(bench: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (``kill``, a job scheduler) unwinds like Ctrl-C, so ``finally`` blocks close
+    vLLM engines and sandboxes: with Python's default handler the process dies at once and
+    the engine's worker processes (GiBs each) were left running."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -165,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _terminate_as_interrupt()
     try:
         return int(args.func(args))
     except AgentRLError as exc:
