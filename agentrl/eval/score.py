@@ -20,7 +20,7 @@ __all__ = ["EpisodeRecord", "FAILURE_KINDS", "record_of", "summarize_env", "bfcl
 
 FAILURE_KINDS = (
     "no_call", "unparseable_call", "wrong_function", "wrong_args", "extra_call",
-    "missing_call", "irrelevance", "tool_error", "limit_hit", "env_error", "wrong_answer",
+    "missing_call", "irrelevance", "tool_error", "limit_hit", "env_error", "policy_error", "wrong_answer",
 )
 _LIMITS = ("max_turns", "max_new_tokens", "max_context", "env_truncated")
 
@@ -54,8 +54,8 @@ class EpisodeRecord:
 
 
 def _failure(traj: Any, last: dict[str, Any]) -> str:
-    if traj.end_reason == "error":
-        return "env_error"
+    if traj.end_reason == "error":  # the policy's failure (engine died, bad prompt) apart
+        return "policy_error" if traj.metadata.get("error_source") == "policy" else "env_error"
     if last.get("failure"):
         return str(last["failure"])
     if traj.end_reason in _LIMITS:

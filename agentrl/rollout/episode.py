@@ -129,6 +129,7 @@ class EpisodeRunner:
         terminated = truncated = False
         end_reason = "terminated"
         error: str | None = None
+        error_source: str | None = None  # "env" or "policy" when the episode errored
         dropped = 0
         try:
             env = await self.envs.acquire(timing)
@@ -187,12 +188,12 @@ class EpisodeRunner:
                 if done:
                     break
         except EnvFailure as exc:
-            end_reason, error, success = "error", str(exc), False
+            end_reason, error, success, error_source = "error", str(exc), False, "env"
             if env is not None:  # its state is unknown: never reuse it
                 await self.envs.discard(env)
                 env = None
         except PolicyError as exc:
-            end_reason, error, success = "error", str(exc), False
+            end_reason, error, success, error_source = "error", str(exc), False, "policy"
         # Anything else (cancellation, a template error) propagates; the env stays out of
         # the idle list and is closed with the pool.
         if env is not None:
@@ -220,6 +221,7 @@ class EpisodeRunner:
                 "time_s": time.perf_counter() - t_start,
                 **timing,
                 **({"dropped_messages": dropped} if dropped else {}),
+                **({"error_source": error_source} if error_source else {}),
             },
             task_id=spec.task_id if spec.task_id is not None else _task_id(reset_info),
             options=_json_safe(options),

@@ -111,3 +111,16 @@ def test_eval_cli_errors(capsys):
     assert "exactly one of --policy" in capsys.readouterr().err
     assert cli_main(["eval", "--oracle", "--envs", "nosuch"]) == 2
     assert cli_main(["eval", "compare", "a"]) == 2
+
+
+def test_a_policy_failure_is_not_blamed_on_the_env(tok):
+    """An episode whose policy raised (an engine that died) is a policy_error, not env_error."""
+    from agentrl.eval.score import record_of
+    from agentrl.rollout import collect_sync
+
+    policy = FakePolicy(tok, ["<answer>8</answer>"])  # one reply, then PolicyError
+    trajs = collect_sync("agentrl/GuessNumber-v0", policy, [0, 1],
+                         RolloutConfig(max_turns=1, concurrency=1))
+    kinds = sorted(record_of(t).failure or "ok" for t in trajs)
+    assert trajs[1].end_reason == "error" and trajs[1].metadata["error_source"] == "policy"
+    assert "policy_error" in kinds and "env_error" not in kinds
