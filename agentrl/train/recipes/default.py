@@ -342,7 +342,7 @@ def _report(summary: dict[str, Any], recipe: RecipeConfig) -> str:
         return "   -  " if not d else f"{d['success']:.3f}"
 
     lines = [
-        f"default run: {summary['env']} {summary['env_kwargs']}, held-out {summary['held_out_episodes']} episodes",
+        f"run: {summary['env']} {summary['env_kwargs']}, held-out {summary['held_out_episodes']} episodes",
         f"  held-out success   start {cell('start')}   after SFT {cell('after_sft')}   after RL {cell('after_rl')}",
         f"  wall time {summary['wall_s'] / 60:.1f} min; run folder {recipe.run_dir} "
         f"(summary.json, learning.png, rl/plots via `agentrl plot {recipe.run_dir}/rl`)",
