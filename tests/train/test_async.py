@@ -8,11 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import pytest
 import torch
 
-from agentrl.env import AgentEnv, Message
 from agentrl.errors import ConfigError
 from agentrl.train.async_loop import admission_metrics, episode_staleness
 from agentrl.train.config import load_config
@@ -20,25 +18,9 @@ from agentrl.train.data import read_specs
 from agentrl.train.loop import train
 from agentrl.trajectory import Trajectory, Turn
 
-TOY_ID = "agentrl-tests/AsyncLetterO-v0"
+from .letter_env import register_letter_env
 
-
-class LetterOEnv(AgentEnv):
-    """One turn; reward = share of the reply's characters that are the letter 'o'."""
-
-    description = "test toy: write many letters o"
-
-    def _reset(self, options: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
-        n = int(self.np_random.integers(1000))
-        return [{"role": "user", "content": f"Say oooo. ({n})"}], {"task_id": f"o-{n}", "success": None}
-
-    def _step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
-        share = action.count("o") / max(len(action), 1)
-        return [], share, True, False, {"parsed": True, "tool_calls": [], "success": share > 0.5}
-
-
-if TOY_ID not in gym.registry:
-    gym.register(id=TOY_ID, entry_point=LetterOEnv)
+TOY_ID = register_letter_env("agentrl-tests/AsyncLetterO-v0", "o", "Say oooo.")
 
 
 def _config(model: Path, run_dir: Path, **extra: str) -> Any:

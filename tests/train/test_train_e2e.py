@@ -11,37 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import pytest
 import torch
 
-from agentrl.env import AgentEnv, Message
 from agentrl.train.config import load_config
 from agentrl.train.loop import train
 
-TOY_ID = "agentrl-tests/LetterE-v0"
+from .letter_env import register_letter_env
 
-
-class LetterEEnv(AgentEnv):
-    """One turn; reward = share of the reply's characters that are the letter 'e'."""
-
-    description = "test toy: write many letters e"
-
-    def _reset(self, options: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
-        n = int(self.np_random.integers(1000))
-        return [{"role": "user", "content": f"Write the letter e many times. ({n})"}], {
-            "task_id": f"e-{n}", "success": None}
-
-    def _step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
-        share = action.count("e") / max(len(action), 1)
-        return [], share, True, False, {"parsed": True, "tool_calls": [], "success": share > 0.5}
-
-    def oracle_action(self) -> str:
-        return "e" * 8
-
-
-if TOY_ID not in gym.registry:
-    gym.register(id=TOY_ID, entry_point=LetterEEnv)
+TOY_ID = register_letter_env("agentrl-tests/LetterE-v0", "e", "Write the letter e many times.")
 
 
 @pytest.fixture

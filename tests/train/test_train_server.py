@@ -8,36 +8,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import pytest
 import torch
 
-from agentrl.env import AgentEnv, Message
 from agentrl.errors import ConfigError
 from agentrl.train.config import load_config
 from agentrl.train.loop import train
 
+from .letter_env import register_letter_env
+
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-TOY_ID = "agentrl-tests/ServerLetterA-v0"
-
-
-class LetterAEnv(AgentEnv):
-    """One turn; reward = share of the reply's characters that are the letter 'a'."""
-
-    description = "test toy: write many letters a"
-
-    def _reset(self, options: dict[str, Any]) -> tuple[list[Message], dict[str, Any]]:
-        n = int(self.np_random.integers(1000))
-        return [{"role": "user", "content": f"Say aaaa. ({n})"}], {"task_id": f"a-{n}", "success": None}
-
-    def _step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
-        share = action.count("a") / max(len(action), 1)
-        return [], share, True, False, {"parsed": True, "tool_calls": [], "success": share > 0.5}
-
-
-if TOY_ID not in gym.registry:
-    gym.register(id=TOY_ID, entry_point=LetterAEnv)
+TOY_ID = register_letter_env("agentrl-tests/ServerLetterA-v0", "a", "Say aaaa.")
 
 
 def _config(model: Path, run_dir: Path, **extra: str) -> Any:
