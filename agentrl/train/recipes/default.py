@@ -199,17 +199,11 @@ def _held_out(train: TrainConfig) -> list[Any]:
 
 
 def _evaluate_start(recipe: RecipeConfig, model_path: str, specs: list[Any]) -> dict[str, float]:
-    from agentrl.policy import load_policy
-    from agentrl.train.loop import _quiet_vllm, evaluate
+    from agentrl.train.loop import _make_policy, _quiet_vllm, evaluate
 
     train = recipe.train
     _quiet_vllm(train.logging.verbose)
-    kw: dict[str, Any] = {"dtype": train.model.dtype}
-    if train.rollout.backend == "vllm":
-        kw.update(kv_cache_gib=train.rollout.kv_cache_gib, seed=train.trainer.seed,
-                  max_model_len=train.rollout.max_context,
-                  engine_kwargs={} if train.logging.verbose else {"use_tqdm_on_load": False})
-    policy = load_policy(f"{train.rollout.backend}:{model_path}", **kw)
+    policy = _make_policy(train, model_path)  # the sampler the RL phase will use
     try:
         return evaluate(train, policy, specs)
     finally:
