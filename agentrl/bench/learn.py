@@ -158,8 +158,7 @@ def _compare(cfg: LearnBenchConfig, part: str, start: str, policy: Any,
 
 def run_bench(cfg: LearnBenchConfig) -> dict[str, Any]:
     """Run the chosen parts; return (and write) the report."""
-    from agentrl.policy import load_policy
-    from agentrl.train.loop import _quiet_vllm
+    from agentrl.train.loop import _make_policy, _quiet_vllm
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,8 +172,8 @@ def run_bench(cfg: LearnBenchConfig) -> dict[str, Any]:
     if comparisons:
         start = cfg.sft_checkpoint or report["default"]["sft"]["checkpoint"]
         _quiet_vllm(False)
-        policy = load_policy(f"vllm:{start}", kv_cache_gib=1, max_model_len=512,
-                             engine_kwargs={"use_tqdm_on_load": False})
+        # one sampler for every run, built as the trainer builds it (runs differ in algo only)
+        policy = _make_policy(_rl_config(cfg, "grpo", 0, start), start)
         runs = report.setdefault("runs", {})
         try:
             for part in comparisons:
