@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from agentrl.policy.base import Policy
 from agentrl.rollout.config import RolloutConfig
@@ -22,7 +23,7 @@ from agentrl.rollout.spec import EpisodeSpec, SpecLike, as_specs
 from agentrl.rollout.stream import RolloutStream
 from agentrl.trajectory import Trajectory
 
-__all__ = ["EnvSource", "collect", "collect_sync", "episode_plan"]
+__all__ = ["EnvSource", "collect", "collect_sync", "drain_in_plan_order", "episode_plan"]
 
 #: Called with each finished trajectory (in completion order).
 ProgressFn = Callable[[Trajectory], None]
@@ -83,24 +84,38 @@ async def collect(
 
         bar = tqdm(total=len(plan) * config.group_size, desc="episodes", unit="ep")
     callback = progress if callable(progress) else None
-    slots: dict[int, int] = {}
-    results: list[Trajectory | None] = [None] * (len(plan) * config.group_size)
+
+    def on_episode(traj: Trajectory) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(ok=traj.success, refresh=False)
+        if callback is not None:
+            callback(traj)
+
     try:
         async with RolloutStream(env, policy, config, run_id=uuid.uuid4().hex[:8]) as stream:
-            for spec in plan:
-                for index in stream.submit(spec, count=config.group_size):
-                    slots[index] = len(slots)
-            stream.close_input()
-            async for traj in stream:
-                results[slots[traj.metadata["episode"]]] = traj
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(ok=traj.success, refresh=False)
-                if callback is not None:
-                    callback(traj)
+            return await drain_in_plan_order(stream, plan, config.group_size, on_episode)
     finally:
         if bar is not None:
             bar.close()
+
+
+async def drain_in_plan_order(stream: Any, plan: Sequence[EpisodeSpec], group_size: int,
+                              on_episode: Callable[[Trajectory], None] | None = None,
+                              ) -> list[Trajectory]:
+    """The batch form of an entered stream (:class:`RolloutStream` or one with its
+    interface): submit ``group_size`` episodes of each spec, close the input, and return
+    the trajectories in plan order; ``on_episode`` sees each one as it finishes."""
+    slots: dict[int, int] = {}
+    results: list[Trajectory | None] = [None] * (len(plan) * group_size)
+    for spec in plan:
+        for index in stream.submit(spec, count=group_size):
+            slots[index] = len(slots)
+    stream.close_input()
+    async for traj in stream:
+        results[slots[traj.metadata["episode"]]] = traj
+        if on_episode is not None:
+            on_episode(traj)
     return [t for t in results if t is not None]
 
 

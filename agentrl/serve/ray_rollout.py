@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from agentrl.errors import ConfigError
+from agentrl.rollout.collector import drain_in_plan_order
 from agentrl.rollout.config import RolloutConfig
 from agentrl.rollout.envpool import EnvSource
 from agentrl.rollout.spec import EpisodeSpec, SpecLike, as_spec, as_specs
@@ -426,16 +427,5 @@ async def ray_collect(pool: RayWorkerPool, specs: Sequence[SpecLike],
     """:func:`agentrl.rollout.collect` on Ray workers: ``config.group_size`` episodes per
     spec, returned in plan order (failed episodes included, ``end_reason="error"``)."""
     config = config or RolloutConfig()
-    plan = as_specs(specs)
-    slots: dict[int, int] = {}
-    results: list[Trajectory | None] = [None] * (len(plan) * config.group_size)
     async with RayRolloutStream(pool, config) as stream:
-        for spec in plan:
-            for index in stream.submit(spec, count=config.group_size):
-                slots[index] = len(slots)
-        stream.close_input()
-        async for traj in stream:
-            results[slots[traj.metadata["episode"]]] = traj
-            if progress is not None:
-                progress(traj)
-    return [t for t in results if t is not None]
+        return await drain_in_plan_order(stream, as_specs(specs), config.group_size, progress)
